@@ -1,0 +1,32 @@
+# Two commands set up and run everything on a fresh Debian machine (as root):
+#   make quickstart   install, make the synthetic corpus, train DS-CNN, export int8, verify on TFLite Micro
+#   make test         install, run the test suite
+PYTHON ?= python3
+APT_PACKAGES = espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts sox libsndfile1 g++ valgrind
+RECIPE ?= ds_cnn_gsc12
+RUN_DIR ?= runs/$(RECIPE)
+
+.PHONY: install apt pip data train export quickstart test
+
+install: apt pip
+
+apt:
+	@if dpkg -s $(APT_PACKAGES) >/dev/null 2>&1; then echo "apt packages present"; else \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_PACKAGES); fi
+
+pip:
+	$(PYTHON) -m pip install -q -e '.[test]'
+
+data: install
+	kws-zoo make-data
+
+train: data
+	kws-zoo train $(RECIPE) --out $(RUN_DIR)
+
+export: train
+	kws-zoo export $(RUN_DIR)
+
+quickstart: export
+
+test: install
+	$(PYTHON) -m pytest -q tests

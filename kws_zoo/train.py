@@ -1,0 +1,221 @@
+"""Training: compile, fit epoch by epoch, checkpoint atomically, resume exactly, log to TensorBoard.
+
+Resume is exact: every epoch re-seeds the global RNG from (seed, epoch) and retraces the train step, so
+dropout masks depend only on the epoch; the data pipeline is seeded the same way; the checkpoint holds
+the model, the optimizer (moments and step) and the run's bookkeeping. A run killed after epoch k and
+resumed ends with the same weights as one that was never interrupted (tests/test_train.py).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import time
+
+import numpy as np
+
+from kws_zoo.compat import keras, tf
+from kws_zoo.datasets import load_dataset
+from kws_zoo.datasets.pipeline import features_for, load_background, load_waveforms, make_dataset
+from kws_zoo.inference import METADATA, model_metadata
+from kws_zoo.io import atomic_write_json, atomic_write_text
+from kws_zoo.models import create_model
+from kws_zoo.recipe import Recipe, load_recipe, save_recipe
+
+CHECKPOINT_STATE = "checkpoint.json"
+
+
+class RunDirError(RuntimeError):
+    pass
+
+
+@dataclasses.dataclass
+class PreparedData:
+    labels: tuple
+    waveforms: dict  # split -> np.ndarray [N, samples]
+    targets: dict  # split -> np.ndarray [N] int32
+    background: np.ndarray | None
+    bad_files: list
+
+
+def prepare_data(recipe: Recipe, progress: bool = True) -> PreparedData:
+    data = load_dataset(recipe.data)
+    waves, targets, bad = {}, {}, []
+    for split, examples in data.splits.items():
+        if not examples:
+            continue
+        w, bad_here, kept = load_waveforms(examples, clip_samples=recipe.clip_samples,
+                                           skip_bad=recipe.data.skip_bad_files, progress=progress,
+                                           desc=f"load {split}")
+        waves[split], targets[split] = w, np.array([e.label for e in kept], np.int32)
+        bad += bad_here
+    background = load_background(data.background) if data.background else None
+    return PreparedData(data.labels, waves, targets, background, bad)
+
+
+def feature_stats(waveforms: np.ndarray, recipe: Recipe):
+    """Per-bin mean and variance of the training features (global normalisation, built into the model)."""
+    if recipe.frontend.kind == "raw":
+        return None
+    feats = features_for(waveforms, recipe.frontend)
+    flat = feats.reshape(-1, feats.shape[-1]).astype(np.float64)
+    return flat.mean(axis=0), np.maximum(flat.var(axis=0), 1e-6)
+
+
+def build_model(recipe: Recipe, num_classes: int, stats) -> keras.Model:
+    return create_model(recipe.model, input_shape=recipe.frontend.output_shape(recipe.clip_samples),
+                        num_classes=num_classes, feature_stats=stats, **recipe.model_overrides)
+
+
+def _optimizer(recipe: Recipe, steps_per_epoch: int):
+    s = recipe.schedule
+    warmup = s.warmup_epochs * steps_per_epoch
+    decay = max(1, s.epochs * steps_per_epoch - warmup)
+    lr = keras.optimizers.schedules.CosineDecay(
+        s.learning_rate / 10 if warmup else s.learning_rate, decay, alpha=s.final_learning_rate / s.learning_rate,
+        warmup_target=s.learning_rate if warmup else None, warmup_steps=warmup)
+    if s.weight_decay:
+        return keras.optimizers.AdamW(lr, weight_decay=s.weight_decay)
+    return keras.optimizers.Adam(lr)
+
+
+def _loss(recipe: Recipe, num_classes: int):
+    smoothing = recipe.schedule.label_smoothing
+
+    def loss(y_true, logits):
+        onehot = tf.one_hot(tf.cast(tf.reshape(y_true, [-1]), tf.int32), num_classes)
+        return keras.losses.categorical_crossentropy(onehot, logits, from_logits=True, label_smoothing=smoothing)
+
+    return loss
+
+
+class Checkpointer:
+    """Keeps one complete checkpoint; the state file is replaced atomically after the files exist."""
+
+    def __init__(self, run_dir: str, model, optimizer):
+        self.run_dir = run_dir
+        self.ckpt = tf.train.Checkpoint(model=model, optimizer=optimizer)
+
+    def state(self) -> dict | None:
+        path = os.path.join(self.run_dir, CHECKPOINT_STATE)
+        if not os.path.exists(path):
+            return None
+        with open(path) as f:
+            return json.load(f)
+
+    def save(self, state: dict) -> None:
+        name = f"ckpt-epoch{state['epoch']:04d}"
+        final = os.path.join(self.run_dir, name)
+        tmp = final + ".partial"
+        shutil.rmtree(tmp, ignore_errors=True)
+        self.ckpt.write(os.path.join(tmp, "ckpt"))
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+        previous = self.state()
+        atomic_write_json(os.path.join(self.run_dir, CHECKPOINT_STATE), dict(state, path=name))
+        if previous and previous["path"] != name:
+            shutil.rmtree(os.path.join(self.run_dir, previous["path"]), ignore_errors=True)
+
+    def restore(self, state: dict) -> None:
+        self.ckpt.read(os.path.join(self.run_dir, state["path"], "ckpt")).assert_existing_objects_matched()
+
+
+def _check_run_dir(run_dir: str, recipe: Recipe) -> None:
+    saved = os.path.join(run_dir, "recipe.json")
+    if os.path.exists(saved):
+        with open(saved) as f:
+            if json.load(f) != json.loads(json.dumps(recipe.to_dict())):
+                raise RunDirError(f"{run_dir}: holds a run of a different recipe; pass another --out or --restart")
+
+
+def train(recipe: Recipe, run_dir: str, *, restart: bool = False, progress: bool = True,
+          stop_after_epoch: int | None = None, data: PreparedData | None = None) -> dict:
+    """Trains `recipe` into `run_dir`, resuming from its checkpoint if one exists. Returns the summary.
+
+    stop_after_epoch: stop (as if killed) once that epoch's checkpoint is written; used by tests.
+    """
+    if restart:
+        shutil.rmtree(run_dir, ignore_errors=True)
+    os.makedirs(run_dir, exist_ok=True)
+    _check_run_dir(run_dir, recipe)
+    save_recipe(recipe, os.path.join(run_dir, "recipe.json"))
+    tf.config.experimental.enable_op_determinism()
+    keras.utils.set_random_seed(recipe.seed)
+
+    data = data or prepare_data(recipe, progress)
+    if "train" not in data.waveforms:
+        raise RunDirError(f"{recipe.name}: the training split is empty")
+    atomic_write_text(os.path.join(run_dir, "labels.txt"), "\n".join(data.labels) + "\n")
+    atomic_write_json(os.path.join(run_dir, METADATA),
+                      model_metadata(data.labels, recipe.frontend, recipe.clip_ms, recipe.model, recipe.name))
+    stats = feature_stats(data.waveforms["train"], recipe)
+    model = build_model(recipe, len(data.labels), stats)
+    steps = int(np.ceil(len(data.targets["train"]) / recipe.schedule.batch_size))
+    optimizer = _optimizer(recipe, steps)
+    model.compile(optimizer, _loss(recipe, len(data.labels)), metrics=["accuracy"])
+    optimizer.build(model.trainable_variables)  # so a checkpoint can restore the moments before step 1
+    ckpt = Checkpointer(run_dir, model, optimizer)
+
+    state = ckpt.state() or {"epoch": -1, "best_val_accuracy": -1.0, "best_epoch": -1, "history": []}
+    if state["epoch"] >= 0:
+        ckpt.restore(state)
+        print(f"resuming {recipe.name} after epoch {state['epoch'] + 1}/{recipe.schedule.epochs}")
+    val = None
+    if "validation" in data.waveforms:
+        val = make_dataset(data.waveforms["validation"], data.targets["validation"], frontend_cfg=recipe.frontend,
+                           batch_size=256, training=False)
+    writer = tf.summary.create_file_writer(os.path.join(run_dir, "tensorboard"))
+    best_path = os.path.join(run_dir, "best.weights.h5")
+
+    from tqdm.auto import tqdm
+
+    bar = tqdm(range(state["epoch"] + 1, recipe.schedule.epochs), desc=f"train {recipe.name}", unit="epoch",
+               initial=state["epoch"] + 1, total=recipe.schedule.epochs, disable=not progress)
+    for epoch in bar:
+        start = time.time()
+        keras.utils.set_random_seed(recipe.seed * 100003 + epoch)
+        model.make_train_function(force=True)
+        train_ds = make_dataset(data.waveforms["train"], data.targets["train"], frontend_cfg=recipe.frontend,
+                                batch_size=recipe.schedule.batch_size, training=True, augment=recipe.augment,
+                                background=data.background, seed=recipe.seed, epoch=epoch)
+        logs = model.fit(train_ds, epochs=epoch + 1, initial_epoch=epoch, validation_data=val, verbose=0).history
+        row = {k: float(v[-1]) for k, v in logs.items()}
+        row.update(epoch=epoch, seconds=round(time.time() - start, 2))
+        with writer.as_default():
+            for key, value in row.items():
+                tf.summary.scalar(key, value, step=epoch)
+        score = row.get("val_accuracy", row["accuracy"])
+        if score > state["best_val_accuracy"]:
+            tmp = best_path + ".partial.h5"
+            model.save_weights(tmp)
+            os.replace(tmp, best_path)
+            state.update(best_val_accuracy=score, best_epoch=epoch)
+        state["history"].append(row)
+        state["epoch"] = epoch
+        ckpt.save(state)
+        bar.set_postfix(loss=f"{row['loss']:.3f}", acc=f"{row['accuracy']:.3f}", val=f"{score:.3f}")
+        if stop_after_epoch is not None and epoch >= stop_after_epoch:
+            return {"stopped_after_epoch": epoch}
+    bar.close()
+    writer.flush()
+
+    if os.path.exists(best_path):
+        model.load_weights(best_path)
+    save_model(model, os.path.join(run_dir, "model.keras"))
+    summary = {"recipe": recipe.name, "epochs": recipe.schedule.epochs, "best_epoch": state["best_epoch"] + 1,
+               "best_val_accuracy": state["best_val_accuracy"], "params": int(model.count_params()),
+               "bad_files": [str(b) for b in data.bad_files]}
+    atomic_write_json(os.path.join(run_dir, "train_summary.json"), summary)
+    return summary
+
+
+def save_model(model, path: str) -> None:
+    tmp = path[: -len(".keras")] + ".partial.keras"
+    model.save(tmp)
+    os.replace(tmp, path)
+
+
+def train_recipe_file(path: str, out: str | None = None, **kwargs) -> dict:
+    recipe = load_recipe(path)
+    return train(recipe, out or os.path.join("runs", recipe.name), **kwargs)

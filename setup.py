@@ -1,0 +1,26 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="kws_zoo",
+    version="0.1.0",
+    description="Keyword-spotting model zoo: train, compress and deploy to TensorFlow Lite Micro",
+    packages=find_packages(include=["kws_zoo", "kws_zoo.*", "tflm", "tflm.*"]),
+    package_data={"tflm": ["example/*"]},
+    python_requires=">=3.10",
+    install_requires=[
+        # Pinned together: these versions were measured to install and work as one set.
+        "tensorflow==2.21.0",
+        "tf-keras==2.21.0",
+        "tensorflow-model-optimization==0.8.1",
+        "librosa==0.11.0",
+        "absl-py==1.4.0",
+        "tflite-micro==0.dev20261023182759",
+        "ai-edge-litert==2.3.0",
+        "pymicro-features==2.0.2",
+        "soundfile",
+        "tqdm",
+        "matplotlib",
+    ],
+    extras_require={"test": ["pytest"]},
+    entry_points={"console_scripts": ["kws-zoo=kws_zoo.cli:main"]},
+)

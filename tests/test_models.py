@@ -1,0 +1,66 @@
+"""One parametrised test over every registered model, plus registry behaviour."""
+import dataclasses
+
+import numpy as np
+import pytest
+
+from kws_zoo.compat import keras
+from kws_zoo.export import to_tflite_int8
+from kws_zoo.models import create_model, get_entry, list_models, model_config
+from tflm.runtime import TflmModel
+
+INPUT = {"feature": (49, 10), "raw": (16000,)}
+
+
+def _input_shape(name):
+    return INPUT["raw"] if getattr(get_entry(name).config, "raw_waveform", False) else INPUT["feature"]
+
+
+def test_registry_lists_and_filters():
+    names = list_models()
+    assert names == sorted(names) and "ds_cnn" in names
+    assert list_models("ds_cnn*") == [n for n in names if n.startswith("ds_cnn")]
+    assert list_models("no_such_*") == []
+
+
+def test_unknown_model_and_field_are_clear_errors():
+    with pytest.raises(KeyError, match="unknown model 'ds_cnm'"):
+        create_model("ds_cnm")
+    with pytest.raises(TypeError, match="unknown config field"):
+        create_model("ds_cnn", filterz=3)
+
+
+def test_overrides_change_the_architecture():
+    small = create_model("ds_cnn", filters=16)
+    assert small.count_params() < create_model("ds_cnn").count_params()
+    assert model_config("ds_cnn", filters=16).filters == 16
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_every_model_builds_round_trips_exports_and_runs_on_tflm(name, tmp_path):
+    shape = _input_shape(name)
+    stats = None if len(shape) == 1 else (np.full(shape[-1], 0.5), np.full(shape[-1], 2.0))
+    model = create_model(name, input_shape=shape, num_classes=12, feature_stats=stats)
+    x = np.random.default_rng(0).standard_normal((4, *shape)).astype(np.float32)
+    y = model(x, training=False).numpy()
+    assert y.shape == (4, 12) and np.all(np.isfinite(y))
+
+    # Config round trip: the registry's dataclass and Keras' own.
+    cfg = get_entry(name).config
+    assert type(cfg)(**dataclasses.asdict(cfg)) == cfg
+    clone = keras.Model.from_config(model.get_config())
+    clone.set_weights(model.get_weights())
+    np.testing.assert_allclose(clone(x, training=False).numpy(), y, atol=1e-5)
+
+    # Save and load.
+    path = str(tmp_path / f"{name}.keras")
+    model.save(path)
+    loaded = keras.models.load_model(path, compile=False)
+    np.testing.assert_allclose(loaded(x, training=False).numpy(), y, atol=1e-5)
+
+    # int8 TFLite on the real TFLM interpreter: top-1 mostly agrees with float on random inputs.
+    rep = np.random.default_rng(1).standard_normal((32, *shape)).astype(np.float32)
+    tflm = TflmModel(to_tflite_int8(model, rep, num_samples=32))
+    out = tflm.predict(x)
+    assert out.shape == (4, 12) and tflm.arena_bytes > 0
+    assert np.abs(out - y).max() < 0.25 * (np.abs(y).max() + 1e-3) + 0.1
