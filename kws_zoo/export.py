@@ -1,0 +1,111 @@
+"""Keras -> .tflite: float for reference, full-integer int8 for TFLite Micro.
+
+The int8 export allows TFLITE_BUILTINS_INT8 only, and then checks the result: the converter
+fails on ops with no TFLite kernel at all, but an op with only a float kernel (SIN, FLOOR,
+CUMSUM, ...) is silently wrapped in DEQUANTIZE/QUANTIZE, a float island that an int8-only target
+cannot run well or at all. Such a model is rejected here. Input and output are int8 too: firmware
+feeds quantized features and reads int8 logits.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Iterable
+
+import numpy as np
+
+from kws_zoo.compat import keras, tf
+from kws_zoo.profile import float_ops, read_tflite
+
+
+def _converter(model: keras.Model) -> tf.lite.TFLiteConverter:
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        raise ValueError(f"{model.name}: export expects one input and one output, got "
+                         f"{len(model.inputs)} and {len(model.outputs)}")
+    return tf.lite.TFLiteConverter.from_keras_model(model)
+
+
+def to_tflite_float(model: keras.Model) -> bytes:
+    """Float32 .tflite (builtin ops only)."""
+    return bytes(_converter(model).convert())
+
+
+def _examples(model: keras.Model, representative: Iterable | np.ndarray,
+              num_samples: int) -> list[np.ndarray]:
+    """Up to num_samples float32 arrays shaped like one model input ([1, ...]).
+
+    Accepts an [N, ...] array or any iterable of examples or batches (arrays, tensors, or
+    (features, label) tuples as tf.data yields them); examples may omit the channel axis.
+    """
+    shape = (1,) + tuple(model.input_shape[1:])
+    if any(d is None for d in shape):
+        raise ValueError(f"{model.name}: int8 export needs a static input shape, got {shape}")
+    size = math.prod(shape)
+    out: list[np.ndarray] = []
+    items = representative if not isinstance(representative, np.ndarray) else iter(representative)
+    for item in items:
+        if isinstance(item, (tuple, list)):
+            item = item[0]
+        arr = np.asarray(item, dtype=np.float32)
+        if arr.size == 0 or arr.size % size:
+            raise ValueError(f"representative item of shape {arr.shape} does not fit input {shape}")
+        for ex in arr.reshape((-1,) + shape[1:]):
+            out.append(ex.reshape(shape))
+            if len(out) >= num_samples:
+                return out
+    if not out:
+        raise ValueError("representative data is empty")
+    return out
+
+
+def to_tflite_int8(model: keras.Model, representative: Iterable | np.ndarray,
+                   num_samples: int = 200) -> bytes:
+    """Full-integer .tflite with int8 input and output, calibrated on `representative` features."""
+    examples = _examples(model, representative, num_samples)
+    conv = _converter(model)
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = lambda: ([ex] for ex in examples)
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    conv.inference_input_type = tf.int8
+    conv.inference_output_type = tf.int8
+    with warnings.catch_warnings():
+        # Wants quantized_input_stats; irrelevant here, calibration supplies the input range.
+        warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
+        model_bytes = bytes(conv.convert())
+    floats = float_ops(model_bytes)
+    if floats:
+        culprits = [op for op in floats if op not in ("QUANTIZE", "DEQUANTIZE")] or floats
+        raise ValueError(f"{model.name}: int8 export left float ops {culprits} (no int8 kernel; "
+                         "wrapped in DEQUANTIZE/QUANTIZE); replace those layers")
+    return model_bytes
+
+
+def _tensor_qparams(sub, tensor_index: int, what: str) -> tuple[float, int]:
+    t = sub.Tensors(tensor_index)
+    q = t.Quantization()
+    if q is None or q.ScaleLength() == 0:
+        raise ValueError(f"model {what} is not quantized (float model?)")
+    if q.ScaleLength() != 1:
+        raise ValueError(f"model {what} is per-channel quantized; expected one scale")
+    return float(q.Scale(0)), int(q.ZeroPoint(0))
+
+
+def quant_params(model_bytes: bytes) -> tuple[float, int, float, int]:
+    """(input_scale, input_zero_point, output_scale, output_zero_point) of the first input/output;
+    real = scale * (q - zero_point). Raises ValueError for float input/output."""
+    sub = read_tflite(model_bytes).Subgraphs(0)
+    in_scale, in_zp = _tensor_qparams(sub, sub.Inputs(0), "input")
+    out_scale, out_zp = _tensor_qparams(sub, sub.Outputs(0), "output")
+    return in_scale, in_zp, out_scale, out_zp
+
+
+def quantize(x: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
+    """float -> int8 the way the TFLite QUANTIZE op does it (round half away from zero, saturate)."""
+    v = np.asarray(x, dtype=np.float32) / np.float32(scale)
+    q = np.sign(v) * np.floor(np.abs(v) + np.float32(0.5)) + zero_point  # np.round is half-to-even
+    return np.clip(q, -128, 127).astype(np.int8)
+
+
+def dequantize(q: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
+    """int8 -> float32."""
+    return ((np.asarray(q, dtype=np.int32) - zero_point) * np.float32(scale)).astype(np.float32)
