@@ -18,6 +18,7 @@ setup(
         "ai-edge-litert==2.3.0",
         "pymicro-features==2.0.2",
         "soundfile",
+        "tensorboard",  # TensorFlow 2.21 no longer ships it; tf.summary needs it
         "tqdm",
         "matplotlib",
     ],

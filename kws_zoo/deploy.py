@@ -44,8 +44,10 @@ def export_run(run_dir: str, out_dir: str | None = None, progress: bool = True, 
 
     data = prepare_data(recipe, progress)
     rng_seed = recipe.seed
-    train_features = features_for(_representative(data.waveforms["train"], rng_seed), recipe.frontend)
-    test_features = features_for(data.waveforms["test"], recipe.frontend)
+    train_features = features_for(_representative(data.waveforms["train"], rng_seed), recipe.frontend,
+                                  background=data.background, seed=rng_seed)
+    test_features = features_for(data.waveforms["test"], recipe.frontend, background=data.background,
+                                 seed=rng_seed)
     test_labels = data.targets["test"]
 
     float_pred = model.predict(test_features, batch_size=256, verbose=0).argmax(axis=1)
@@ -110,8 +112,8 @@ def _extra_evaluations(recipe, model, int8_bytes, labels, arena_size, out_dir, p
 
     results = {}
     for cfg in recipe.extra_eval:
-        waves, targets, data_labels = evaluate_arrays(cfg, recipe.clip_samples, "test", progress)
-        feats = features_for(waves, recipe.frontend)
+        waves, targets, data_labels, background = evaluate_arrays(cfg, recipe.clip_samples, "test", progress)
+        feats = features_for(waves, recipe.frontend, background=background, seed=recipe.seed)
         name = cfg.kind
         row = {}
         for runtime, run in (("float", lambda x: model.predict(x, batch_size=256, verbose=0)),

@@ -81,18 +81,19 @@ def report_from_scores(scores, targets, data_labels, model_labels) -> dict:
 
 
 def evaluate_arrays(cfg, clip_samples: int, split: str = "test", progress: bool = True):
-    """(waveforms, targets, label names) of one split of a dataset config."""
+    """(waveforms, targets, label names, background noise or None) of one split of a dataset config."""
     from kws_zoo.datasets import load_dataset
-    from kws_zoo.datasets.pipeline import load_waveforms
+    from kws_zoo.datasets.pipeline import drop_bad, load_background, load_waveforms
 
     data = load_dataset(cfg)
     examples = data.splits.get(split) or []
     if not examples:
         raise ValueError(f"{cfg.path or cfg.kind}: split {split!r} is empty (splits: "
                          f"{', '.join(k for k, v in data.splits.items() if v)})")
-    waves, _, kept = load_waveforms(examples, clip_samples=clip_samples, skip_bad=cfg.skip_bad_files,
-                                    progress=progress, desc=f"load {split}")
-    return waves, np.array([e.label for e in kept], np.int64), data.labels
+    waves, bad = load_waveforms(examples, clip_samples=clip_samples, skip_bad=cfg.skip_bad_files,
+                                progress=progress)
+    background = load_background(data.background, clip_samples) if data.background else None
+    return waves, np.array([e.label for e in drop_bad(examples, bad)], np.int64), data.labels, background
 
 
 def _data_config(data: str, model_path: str, labels):
@@ -124,8 +125,8 @@ def evaluate_model(model: str, data: str = "recipe", split: str = "test", runtim
 
     predictor = load_predictor(model, runtime=runtime)
     cfg = _data_config(data, model, predictor.labels)
-    waves, targets, data_labels = evaluate_arrays(cfg, predictor.clip_samples, split, progress)
-    scores = predictor.scores(predictor.features(waves))
+    waves, targets, data_labels, background = evaluate_arrays(cfg, predictor.clip_samples, split, progress)
+    scores = predictor.scores(predictor.features(waves, background))
     report = report_from_scores(scores, targets, data_labels, predictor.labels)
     report.update(model=os.fspath(model), runtime=predictor.runtime, data=cfg.to_dict(), split=split)
     if plot:

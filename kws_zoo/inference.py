@@ -40,10 +40,11 @@ class Predictor:
     def clip_samples(self) -> int:
         return self.frontend.sample_rate * self.clip_ms // 1000
 
-    def features(self, waveforms: np.ndarray) -> np.ndarray:
+    def features(self, waveforms: np.ndarray, background: np.ndarray | None = None) -> np.ndarray:
+        """Frontend features; `background` fills all-zero (silence) clips with noise, as in training."""
         from kws_zoo.datasets.pipeline import features_for
 
-        return features_for(np.asarray(waveforms, np.float32), self.frontend)
+        return features_for(np.asarray(waveforms, np.float32), self.frontend, background=background)
 
     def scores(self, features: np.ndarray) -> np.ndarray:
         """Class probabilities [N, classes]."""

@@ -17,7 +17,7 @@ import numpy as np
 
 from kws_zoo.compat import keras, tf
 from kws_zoo.datasets import load_dataset
-from kws_zoo.datasets.pipeline import features_for, load_background, load_waveforms, make_dataset
+from kws_zoo.datasets.pipeline import drop_bad, features_for, load_background, load_waveforms, make_dataset
 from kws_zoo.inference import METADATA, model_metadata
 from kws_zoo.io import atomic_write_json, atomic_write_text
 from kws_zoo.models import create_model
@@ -45,20 +45,27 @@ def prepare_data(recipe: Recipe, progress: bool = True) -> PreparedData:
     for split, examples in data.splits.items():
         if not examples:
             continue
-        w, bad_here, kept = load_waveforms(examples, clip_samples=recipe.clip_samples,
-                                           skip_bad=recipe.data.skip_bad_files, progress=progress,
-                                           desc=f"load {split}")
-        waves[split], targets[split] = w, np.array([e.label for e in kept], np.int32)
+        w, bad_here = load_waveforms(examples, clip_samples=recipe.clip_samples,
+                                     skip_bad=recipe.data.skip_bad_files, progress=progress,
+                                     cache_dir=_cache_dir(recipe))
+        waves[split] = w
+        targets[split] = np.array([e.label for e in drop_bad(examples, bad_here)], np.int32)
         bad += bad_here
-    background = load_background(data.background) if data.background else None
+    background = (load_background(data.background, recipe.clip_samples, skip_bad=recipe.data.skip_bad_files)
+                  if data.background else None)
     return PreparedData(data.labels, waves, targets, background, bad)
 
 
-def feature_stats(waveforms: np.ndarray, recipe: Recipe):
+def _cache_dir(recipe: Recipe) -> str:
+    """Decoded waveforms are cached beside the dataset (outside git), keyed by file list and mtimes."""
+    return str(recipe.data.resolved_path() / ".kws_zoo_cache")
+
+
+def feature_stats(waveforms: np.ndarray, recipe: Recipe, background=None):
     """Per-bin mean and variance of the training features (global normalisation, built into the model)."""
     if recipe.frontend.kind == "raw":
         return None
-    feats = features_for(waveforms, recipe.frontend)
+    feats = features_for(waveforms, recipe.frontend, background=background, seed=recipe.seed)
     flat = feats.reshape(-1, feats.shape[-1]).astype(np.float64)
     return flat.mean(axis=0), np.maximum(flat.var(axis=0), 1e-6)
 
@@ -68,7 +75,7 @@ def build_model(recipe: Recipe, num_classes: int, stats) -> keras.Model:
                         num_classes=num_classes, feature_stats=stats, **recipe.model_overrides)
 
 
-def _optimizer(recipe: Recipe, steps_per_epoch: int):
+def make_optimizer(recipe: Recipe, steps_per_epoch: int):
     s = recipe.schedule
     warmup = s.warmup_epochs * steps_per_epoch
     decay = max(1, s.epochs * steps_per_epoch - warmup)
@@ -149,10 +156,10 @@ def train(recipe: Recipe, run_dir: str, *, restart: bool = False, progress: bool
     atomic_write_text(os.path.join(run_dir, "labels.txt"), "\n".join(data.labels) + "\n")
     atomic_write_json(os.path.join(run_dir, METADATA),
                       model_metadata(data.labels, recipe.frontend, recipe.clip_ms, recipe.model, recipe.name))
-    stats = feature_stats(data.waveforms["train"], recipe)
+    stats = feature_stats(data.waveforms["train"], recipe, data.background)
     model = build_model(recipe, len(data.labels), stats)
     steps = int(np.ceil(len(data.targets["train"]) / recipe.schedule.batch_size))
-    optimizer = _optimizer(recipe, steps)
+    optimizer = make_optimizer(recipe, steps)
     model.compile(optimizer, _loss(recipe, len(data.labels)), metrics=["accuracy"])
     optimizer.build(model.trainable_variables)  # so a checkpoint can restore the moments before step 1
     ckpt = Checkpointer(run_dir, model, optimizer)
@@ -164,7 +171,7 @@ def train(recipe: Recipe, run_dir: str, *, restart: bool = False, progress: bool
     val = None
     if "validation" in data.waveforms:
         val = make_dataset(data.waveforms["validation"], data.targets["validation"], frontend_cfg=recipe.frontend,
-                           batch_size=256, training=False)
+                           batch_size=256, training=False, background=data.background, seed=recipe.seed)
     writer = tf.summary.create_file_writer(os.path.join(run_dir, "tensorboard"))
     best_path = os.path.join(run_dir, "best.weights.h5")
 
@@ -187,7 +194,7 @@ def train(recipe: Recipe, run_dir: str, *, restart: bool = False, progress: bool
                 tf.summary.scalar(key, value, step=epoch)
         score = row.get("val_accuracy", row["accuracy"])
         if score > state["best_val_accuracy"]:
-            tmp = best_path + ".partial.h5"
+            tmp = best_path.replace(".weights.h5", ".partial.weights.h5")
             model.save_weights(tmp)
             os.replace(tmp, best_path)
             state.update(best_val_accuracy=score, best_epoch=epoch)

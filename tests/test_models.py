@@ -13,7 +13,10 @@ INPUT = {"feature": (49, 10), "raw": (16000,)}
 
 
 def _input_shape(name):
-    return INPUT["raw"] if getattr(get_entry(name).config, "raw_waveform", False) else INPUT["feature"]
+    cfg = get_entry(name).config
+    if getattr(cfg, "default_input_shape", None) is not None:
+        return tuple(cfg.default_input_shape)
+    return INPUT["raw"] if getattr(cfg, "raw_waveform", False) else INPUT["feature"]
 
 
 def test_registry_lists_and_filters():

@@ -21,10 +21,10 @@ def feature_input(input_shape, feature_stats=None):
     return inputs, x
 
 
-def conv_bn_relu(x, filters, kernel, strides=1, name="", depthwise=False):
+def conv_bn_relu(x, filters, kernel, strides=1, name="", depthwise=False, bn_momentum=0.99):
     if depthwise:
         x = keras.layers.DepthwiseConv2D(kernel, strides=strides, padding="same", use_bias=False, name=f"{name}dw")(x)
     else:
         x = keras.layers.Conv2D(filters, kernel, strides=strides, padding="same", use_bias=False, name=f"{name}conv")(x)
-    x = keras.layers.BatchNormalization(name=f"{name}bn")(x)
+    x = keras.layers.BatchNormalization(momentum=bn_momentum, name=f"{name}bn")(x)
     return keras.layers.ReLU(name=f"{name}relu")(x)

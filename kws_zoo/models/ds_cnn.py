@@ -20,15 +20,17 @@ class DsCnnConfig:
     blocks: int = 4
     dropout_first: float = 0.2
     dropout_last: float = 0.4
+    bn_momentum: float = 0.99  # lower it for very short runs, where moving statistics lag behind
 
 
 def build_ds_cnn(cfg: DsCnnConfig, *, input_shape, num_classes, feature_stats=None) -> keras.Model:
     inputs, x = feature_input(input_shape, feature_stats)
-    x = conv_bn_relu(x, cfg.filters, tuple(cfg.first_kernel), tuple(cfg.first_stride), name="stem_")
+    x = conv_bn_relu(x, cfg.filters, tuple(cfg.first_kernel), tuple(cfg.first_stride), name="stem_",
+                     bn_momentum=cfg.bn_momentum)
     x = keras.layers.Dropout(cfg.dropout_first, name="stem_dropout")(x)
     for i in range(cfg.blocks):
-        x = conv_bn_relu(x, None, 3, name=f"block{i}_", depthwise=True)
-        x = conv_bn_relu(x, cfg.filters, 1, name=f"block{i}_pw_")
+        x = conv_bn_relu(x, None, 3, name=f"block{i}_", depthwise=True, bn_momentum=cfg.bn_momentum)
+        x = conv_bn_relu(x, cfg.filters, 1, name=f"block{i}_pw_", bn_momentum=cfg.bn_momentum)
     x = keras.layers.Dropout(cfg.dropout_last, name="head_dropout")(x)
     # A pool over the whole map (not GlobalAveragePooling2D) keeps the op AVERAGE_POOL_2D, as in MLPerf.
     x = keras.layers.AveragePooling2D(pool_size=tuple(x.shape[1:3]), name="pool")(x)

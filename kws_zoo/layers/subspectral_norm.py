@@ -1,0 +1,79 @@
+"""SubSpectral Normalization (Chang et al. 2021, "SubSpectral Normalization for Neural Audio Data Processing").
+
+A convolution shares its weights across frequency, but low and high bands carry different statistics.
+SSN splits the frequency axis into `sub_bands` contiguous groups and batch-normalises each (group, channel)
+pair on its own, with its own affine: BatchNorm over C x S features instead of C.
+
+At inference it is a fixed per-(frequency, channel) affine; `plain_layers()` gives it as standard layers
+(Reshape -> 1x1 DepthwiseConv2D with bias -> Reshape), because the scale varies along frequency and so
+cannot fold into a neighbouring convolution, whose weights are shared along frequency. A depthwise conv
+rather than MUL/ADD with constant tensors: int8 export then quantizes the scale per (frequency, channel)
+and keeps the shift in int32, where a constant MUL operand would get one int8 scale for all of them.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from kws_zoo.compat import keras, tf
+from kws_zoo.layers.bn_affine import bn_affine
+
+
+@keras.saving.register_keras_serializable(package="kws_zoo")
+class SubSpectralNorm(keras.layers.Layer):
+    """SSN on [B, T(time), F(frequency), C]; F must be a multiple of sub_bands."""
+
+    def __init__(self, sub_bands: int = 5, momentum: float = 0.99, epsilon: float = 1e-3, **kwargs):
+        super().__init__(**kwargs)
+        self.sub_bands = int(sub_bands)
+        self.momentum = float(momentum)
+        self.epsilon = float(epsilon)
+        if self.sub_bands < 1:
+            raise ValueError(f"{self.name}: sub_bands must be >= 1, got {sub_bands}")
+        # [B, T, S, F/S, C]: statistics and affine per (sub-band, channel), over batch, time and the band's bins.
+        self.bn = keras.layers.BatchNormalization(axis=[2, 4], momentum=self.momentum, epsilon=self.epsilon,
+                                                  name="bn")
+
+    def build(self, input_shape):
+        if len(input_shape) != 4 or input_shape[2] is None or input_shape[-1] is None:
+            raise ValueError(f"{self.name}: needs [B, T, F, C] with static F and C, got {tuple(input_shape)}")
+        freq, channels = int(input_shape[2]), int(input_shape[3])
+        if freq % self.sub_bands:
+            raise ValueError(f"{self.name}: {freq} frequency bins do not split into {self.sub_bands} sub-bands")
+        self._freq_bins = freq
+        self.bn.build(tf.TensorShape([None, input_shape[1], self.sub_bands, freq // self.sub_bands, channels]))
+        super().build(input_shape)
+
+    def call(self, inputs, training=None):
+        frames, freq, channels = inputs.shape[1:]
+        # Static sizes where known (batch as -1): a shape computed at run time would export as SHAPE /
+        # STRIDED_SLICE / PACK ops feeding RESHAPE, which TFLM cannot prepare.
+        frames = -1 if frames is None else frames
+        bands = tf.reshape(inputs, [-1, frames, self.sub_bands, freq // self.sub_bands, channels])
+        return tf.reshape(self.bn(bands, training=training), [-1, frames, freq, channels])
+
+    def fused_scale_shift(self) -> tuple[np.ndarray, np.ndarray]:
+        """(scale, shift), each [F, C] float32: the layer at inference is x * scale + shift."""
+        scale, shift = bn_affine(self.bn)  # (S, C)
+        if not self.built:
+            raise ValueError(f"{self.name}: layer is not built")
+        repeat = self._freq_bins // self.sub_bands  # contiguous bands: bin f belongs to band f // repeat
+        return (np.repeat(scale, repeat, axis=0).astype(np.float32),
+                np.repeat(shift, repeat, axis=0).astype(np.float32))
+
+    def plain_layers(self) -> list[tuple[keras.layers.Layer, list[np.ndarray]]]:
+        """Standard layers computing this layer at inference, in call order, each with its weights; the
+        last keeps this layer's name so the graph around it is unchanged."""
+        scale, shift = self.fused_scale_shift()
+        freq, channels = scale.shape
+        width = freq * channels  # [B, T, F, C] -> [B, T, 1, F*C]: one depthwise channel per (f, c), f-major
+        frames = self.input_shape[1] or -1  # static where known: TFLM's RESHAPE wants no -1 it cannot resolve
+        return [
+            (keras.layers.Reshape((frames, 1, width), name=f"{self.name}_flat"), []),
+            (keras.layers.DepthwiseConv2D(1, use_bias=True, name=f"{self.name}_affine", dtype=self.dtype_policy),
+             [scale.reshape(1, 1, width, 1), shift.reshape(width)]),
+            (keras.layers.Reshape((frames, freq, channels), name=self.name), []),
+        ]
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "sub_bands": self.sub_bands, "momentum": self.momentum,
+                "epsilon": self.epsilon}

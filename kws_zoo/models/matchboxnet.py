@@ -1,0 +1,156 @@
+"""MatchboxNet (Majumdar & Ginsburg 2020), optionally with constant ternary pointwise convolutions.
+
+Features [frames, bins] are read as a 1-D sequence with `bins` channels ([B, T, 1, bins]); every
+convolution is a time-channel separable one: a depthwise (k, 1) conv over time, then a 1x1 conv
+mixing channels, then BatchNorm. (Conv2D/DepthwiseConv2D with (k, 1) kernels, not Conv1D, because
+TFMOT's QAT registry does not handle Conv1D.)
+
+prologue  separable conv k=11 -> 128, BN, ReLU
+B blocks  R sub-blocks each (kernel 13, 15, 17, ... for block 1, 2, 3, ...): separable conv -> C, BN,
+          ReLU, dropout; in the last sub-block a 1x1 conv + BN of the block input is added before ReLU
+epilogue  separable conv k=29 dilation 2 -> 128, BN, ReLU; 1x1 conv -> 128, BN, ReLU
+head      average over time, dense -> classes
+
+Sizes follow NVIDIA NeMo's matchboxnet_3x1x64 config (64 MFCC, 25 ms / 10 ms; NeMo crops/pads to 128
+frames, our 1 s clips give 98). With 64 bins the paper's 77k parameters are the trainable ones for
+the 30 GSC-v1 words; at 12 classes it is 74.9k. The ternary variants (arXiv 2103.17142) replace the
+1x1 half of every separable conv by a constant sparse random {-1, 0, +1} matrix; the residual and
+epilogue 1x1 convs and the classifier stay trained.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+from kws_zoo.compat import keras
+from kws_zoo.layers.ternary_pointwise import TernaryPointwise, export_form  # noqa: F401 (re-export)
+from kws_zoo.models.common import feature_input
+from kws_zoo.models.registry import register_model
+
+L = keras.layers
+
+
+@dataclasses.dataclass(frozen=True)
+class MatchboxNetConfig:
+    blocks: int = 3            # B
+    repeats: int = 1           # R, sub-blocks per block
+    channels: int = 64         # C
+    first_kernel: int = 13     # block i (from 0) uses first_kernel + kernel_step * i
+    kernel_step: int = 2
+    prologue_channels: int = 128
+    prologue_kernel: int = 11
+    epilogue_channels: int = 128
+    epilogue_kernel: int = 29
+    epilogue_dilation: int = 2
+    dropout: float = 0.0       # NeMo's released configs train with 0.0
+    ternary: bool = False      # constant ternary 1x1 in the separable convs
+    ternary_sparsity: float = 0.5  # fraction of zeros (our default, not from the paper)
+    ternary_seed: int = 0      # layer i uses seed ternary_seed * 1000 + i
+    default_input_shape: tuple[int, int] = (98, 64)  # 1 s of 64 MFCC at 10 ms hop, 25 ms window
+
+    def __post_init__(self):
+        if min(self.blocks, self.repeats, self.channels) < 1:
+            raise ValueError("blocks, repeats and channels must be positive")
+        kernels = (self.first_kernel, self.kernel_step, self.prologue_kernel, self.epilogue_kernel)
+        if min(kernels) < 0 or any(k % 2 == 0 for k in kernels[:1] + kernels[2:]) or self.kernel_step % 2:
+            # odd kernels centre 'same' padding, so the polyphase dilation equals a dilated conv
+            raise ValueError(f"kernel sizes must be odd (and kernel_step even), got {kernels}")
+        if self.epilogue_dilation < 1:
+            raise ValueError("epilogue_dilation must be positive")
+        if not 0.0 <= self.ternary_sparsity < 1.0:
+            raise ValueError(f"ternary_sparsity must be in [0, 1), got {self.ternary_sparsity}")
+
+
+def time_depthwise(x, kernel: int, dilation: int, name: str):
+    """Depthwise (kernel, 1) conv over time of [B, T, 1, C], 'same' padding, dilated in time.
+
+    Dilation is written as a polyphase reshape: [B, T, 1, C] -> [B, T/d, d, C] puts time step i*d + p
+    in column p, so an undilated (kernel, 1) conv over the rows is the dilated conv, and the reshapes
+    are free. Keras' dilation_rate instead converts to SPACE_TO_BATCH_ND -> DEPTHWISE_CONV_2D ->
+    BATCH_TO_SPACE_ND, which the converter does not fuse and TFLM computed wrongly in int8 (off by
+    ~1.0 on unit-scale outputs where LiteRT's reference kernels were right; TFLM dev20261023).
+    """
+    layer = L.DepthwiseConv2D((kernel, 1), padding="same", use_bias=False, name=name)
+    if dilation == 1:
+        return layer(x)
+    steps, channels = x.shape[1], x.shape[-1]
+    pad = -steps % dilation  # zero frames at the end, as 'same' padding would supply them
+    if pad:
+        x = L.ZeroPadding2D(((0, pad), (0, 0)), name=f"{name}_pad")(x)
+    x = L.Reshape(((steps + pad) // dilation, dilation, channels), name=f"{name}_phases")(x)
+    x = L.Reshape((steps + pad, 1, channels), name=f"{name}_time")(layer(x))
+    return L.Cropping2D(((0, pad), (0, 0)), name=f"{name}_crop")(x) if pad else x
+
+
+class _Builder:
+    """Names layers and hands out distinct ternary seeds while the graph is built."""
+
+    def __init__(self, cfg: MatchboxNetConfig):
+        self.cfg = cfg
+        self.ternary_count = 0
+
+    def pointwise(self, x, filters: int, name: str):
+        if not self.cfg.ternary:
+            return L.Conv2D(filters, 1, use_bias=False, name=name)(x)
+        seed = self.cfg.ternary_seed * 1000 + self.ternary_count
+        self.ternary_count += 1
+        return TernaryPointwise(filters, seed=seed, sparsity=self.cfg.ternary_sparsity, name=name)(x)
+
+    def separable(self, x, filters: int, kernel: int, name: str, dilation: int = 1):
+        """Time-channel separable conv + BN (activation left to the caller, for the residual add)."""
+        x = time_depthwise(x, kernel, dilation, f"{name}dw")
+        x = self.pointwise(x, filters, f"{name}pw")
+        return L.BatchNormalization(name=f"{name}bn")(x)
+
+    def activate(self, x, name: str):
+        x = L.ReLU(name=f"{name}relu")(x)
+        return L.Dropout(self.cfg.dropout, name=f"{name}drop")(x) if self.cfg.dropout > 0 else x
+
+    def block(self, x, index: int):
+        cfg, name = self.cfg, f"b{index + 1}_"
+        kernel = cfg.first_kernel + cfg.kernel_step * index
+        residual = L.Conv2D(cfg.channels, 1, use_bias=False, name=f"{name}res_conv")(x)
+        residual = L.BatchNormalization(name=f"{name}res_bn")(residual)
+        for r in range(cfg.repeats):
+            sub = f"{name}r{r + 1}_"
+            x = self.separable(x, cfg.channels, kernel, sub)
+            if r == cfg.repeats - 1:
+                x = L.Add(name=f"{name}add")([x, residual])
+            x = self.activate(x, sub)
+        return x
+
+
+def build_matchboxnet(cfg: MatchboxNetConfig, *, input_shape, num_classes, feature_stats=None) -> keras.Model:
+    inputs, x = feature_input(input_shape, feature_stats)
+    # [B, T, bins, 1] -> [B, T, 1, bins]: same memory order, so a free RESHAPE; bins become channels.
+    # Static target shape: with -1 the converter lost the time length (inferred [1, 1, 1, bins]).
+    x = L.Reshape((input_shape[0], 1, input_shape[1]), name="bins_to_channels")(x)
+    b = _Builder(cfg)
+    x = b.activate(b.separable(x, cfg.prologue_channels, cfg.prologue_kernel, "prologue_"), "prologue_")
+    for i in range(cfg.blocks):
+        x = b.block(x, i)
+    x = b.separable(x, cfg.epilogue_channels, cfg.epilogue_kernel, "epilogue1_", cfg.epilogue_dilation)
+    x = b.activate(x, "epilogue1_")
+    x = L.Conv2D(cfg.epilogue_channels, 1, use_bias=False, name="epilogue2_conv")(x)
+    x = b.activate(L.BatchNormalization(name="epilogue2_bn")(x), "epilogue2_")
+    # A pool over the whole map keeps the op AVERAGE_POOL_2D (as DS-CNN does).
+    x = L.AveragePooling2D(pool_size=tuple(x.shape[1:3]), name="pool")(x)
+    x = L.Flatten(name="flatten")(x)
+    logits = L.Dense(num_classes, name="logits")(x)
+    return keras.Model(inputs, logits)
+
+
+def _register(name: str, cfg: MatchboxNetConfig, description: str) -> None:
+    register_model(name, family="matchboxnet", builder=build_matchboxnet, config=cfg, streamable=False,
+                   description=description)
+
+
+for _b, _r in ((3, 1), (3, 2), (6, 2)):
+    _name = f"matchboxnet_{_b}x{_r}x64"
+    _register(_name, MatchboxNetConfig(blocks=_b, repeats=_r),
+              f"MatchboxNet {_b}x{_r}x64 on 64 MFCC (time-channel separable convs)")
+    _register(f"{_name}_ternary", MatchboxNetConfig(blocks=_b, repeats=_r, ternary=True),
+              f"MatchboxNet {_b}x{_r}x64 with constant sparse ternary 1x1 convs (arXiv 2103.17142)")
+# Spends the trainable parameters the ternary 1x1s free on depth: 6x3x64 ternary has 99.6% of the
+# dense 3x1x64's trainable parameters.
+_register("matchboxnet_3x1x64_ternary_deep", MatchboxNetConfig(blocks=6, repeats=3, ternary=True),
+          "ternary MatchboxNet 6x3x64, same trainable-parameter budget as the dense 3x1x64")

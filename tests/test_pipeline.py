@@ -1,0 +1,258 @@
+"""Waveform loading (bad files, cache), the tf.data pipeline (shapes, determinism) and each augmentation."""
+import numpy as np
+import pytest
+import soundfile as sf
+
+from kws_zoo import audio
+from kws_zoo.compat import tf
+from kws_zoo.datasets import augment as aug
+from kws_zoo.datasets.augment import AugmentConfig
+from kws_zoo.datasets import DataConfig, load_dataset
+from kws_zoo.datasets.base import Example, default_path
+from kws_zoo.datasets.pipeline import (BadFilesError, drop_bad, features_for, load_background, load_waveforms,
+                                       make_dataset)
+from kws_zoo.frontends import FrontendConfig
+
+SR = 16000
+
+
+def sine(freq, n=SR, amp=0.3, rate=SR):
+    return (amp * np.sin(2 * np.pi * freq * np.arange(n) / rate)).astype(np.float32)
+
+
+def rng_noise(seed, shape, amp=0.1):
+    return (amp * np.random.default_rng(seed).standard_normal(shape)).astype(np.float32)
+
+
+@pytest.fixture
+def files(tmp_path):
+    """Three good files (one at 8 kHz), one missing, one not a WAV, and a silence example."""
+    sf.write(tmp_path / "a.wav", sine(440, 8000), SR, subtype="PCM_16")  # 0.5 s: centred in the clip
+    sf.write(tmp_path / "b.wav", sine(880, 20000), SR, subtype="PCM_16")  # 1.25 s: centre kept
+    sf.write(tmp_path / "c.wav", sine(300, 8000, rate=8000), 8000, subtype="PCM_16")
+    (tmp_path / "bad.wav").write_text("not audio")
+    names = ["a.wav", "", "missing.wav", "b.wav", "bad.wav", "c.wav"]
+    return [Example(str(tmp_path / n) if n else "", i % 3, n[:1]) for i, n in enumerate(names)]
+
+
+def test_strict_mode_lists_every_bad_file(files):
+    with pytest.raises(BadFilesError) as err:
+        load_waveforms(files, progress=False)
+    assert [e.path for e in err.value.errors] == [files[2].path, files[4].path]
+    assert files[2].path in str(err.value) and files[4].path in str(err.value) and "not found" in str(err.value)
+
+
+def test_skip_mode_drops_and_returns_bad_files(files):
+    waves, bad = load_waveforms(files, skip_bad=True, progress=False)
+    kept = drop_bad(files, bad)
+    assert [e.path for e in bad] == [files[2].path, files[4].path]
+    assert waves.shape == (4, SR) and waves.dtype == np.float32 and len(kept) == 4
+    np.testing.assert_allclose(waves[0], audio.fit_length(sine(440, 8000), SR), atol=1e-4)  # centred
+    assert not waves[1].any()  # silence example
+    np.testing.assert_allclose(waves[2], sine(880, 20000)[2000:18000], atol=1e-4)  # centre of a long clip
+    assert np.abs(waves[3]).max() > 0.25  # the 8 kHz file was resampled and padded, not lost
+
+
+def test_waveform_cache(files, tmp_path, monkeypatch):
+    good = [e for i, e in enumerate(files) if i not in (2, 4)]
+    reads = []
+    real_read = audio.read_wav
+    monkeypatch.setattr(audio, "read_wav", lambda *a, **k: reads.append(a[0]) or real_read(*a, **k))
+    first, _ = load_waveforms(good, progress=False, cache_dir=tmp_path / "cache")
+    assert len(reads) == 3
+    second, _ = load_waveforms(good, progress=False, cache_dir=tmp_path / "cache")
+    assert len(reads) == 3 and np.array_equal(first, second)
+    with pytest.raises(BadFilesError):  # bad files are cached too, and still stop a strict build
+        load_waveforms(files, progress=False, cache_dir=tmp_path / "cache")
+    n = len(reads)
+    with pytest.raises(BadFilesError):
+        load_waveforms(files, progress=False, cache_dir=tmp_path / "cache")
+    assert len(reads) == n
+    sf.write(files[0].path, sine(1000, 4000), SR)  # a changed file invalidates the cache
+    third, _ = load_waveforms(good, progress=False, cache_dir=tmp_path / "cache")
+    assert len(reads) == n + 3 and not np.array_equal(first[0], third[0])
+
+
+def test_load_background_segments(tmp_path):
+    sf.write(tmp_path / "long.wav", rng_noise(0, 5 * SR), SR, subtype="FLOAT")
+    sf.write(tmp_path / "short.wav", rng_noise(1, SR // 2), SR, subtype="FLOAT")
+    bg = load_background([str(tmp_path / "long.wav"), str(tmp_path / "short.wav")])
+    assert bg.shape == (4 + 1, 2 * SR) and bg.dtype == np.float32  # 5 s -> windows at 0,1,2,3 s; short tiled
+    assert np.array_equal(bg[4][:SR // 2], bg[4][SR // 2:SR])
+    with pytest.raises(BadFilesError):
+        load_background([str(tmp_path / "nope.wav")])
+    assert load_background([str(tmp_path / "nope.wav")], skip_bad=True) is None
+
+
+def batches(ds):
+    feats, labels = zip(*[(f.numpy(), l.numpy()) for f, l in ds])
+    return np.concatenate(feats), np.concatenate(labels)
+
+
+WAVES = np.stack([sine(200 + 50 * i) + rng_noise(i, SR, 0.01) for i in range(10)] + [np.zeros(SR, np.float32)] * 2)
+LABELS = np.arange(12) % 5
+BACKGROUND = rng_noise(99, (3, 2 * SR))
+
+
+@pytest.mark.parametrize("kind,shape", [("log_mel", (98, 40)), ("mfcc", (98, 10)), ("raw", (SR,)),
+                                        ("micro", (98, 40))])
+def test_shapes_and_dtypes(kind, shape):
+    if kind == "micro":
+        pytest.importorskip("pymicro_features")
+    cfg = FrontendConfig.micro() if kind == "micro" else FrontendConfig(kind=kind)
+    ds = make_dataset(WAVES, LABELS, frontend_cfg=cfg, batch_size=5, training=True,
+                      augment=AugmentConfig(), background=BACKGROUND, seed=1)
+    sizes = []
+    for f, l in ds:
+        assert f.dtype == tf.float32 and l.dtype == tf.int32 and tuple(f.shape[1:]) == shape
+        assert np.isfinite(f.numpy()).all()
+        sizes.append(len(l))
+    assert sizes == [5, 5, 2]
+
+
+def test_evaluation_order_and_features_for():
+    cfg = FrontendConfig()
+    feats, labels = batches(make_dataset(WAVES, LABELS, frontend_cfg=cfg, batch_size=4, training=False))
+    assert np.array_equal(labels, LABELS)
+    direct = np.log(np.asarray(_mel(WAVES, cfg)) + cfg.log_floor)
+    np.testing.assert_allclose(feats, direct, rtol=1e-5, atol=1e-5)  # no augmentation, no silence fill
+    np.testing.assert_array_equal(features_for(WAVES, cfg, 5), feats)
+    noisy = features_for(WAVES, cfg, 5, background=BACKGROUND, seed=3)
+    np.testing.assert_array_equal(noisy[:10], feats[:10])  # speech untouched
+    assert not np.array_equal(noisy[10], feats[10]) and not np.array_equal(noisy[10], noisy[11])
+    np.testing.assert_array_equal(features_for(WAVES, cfg, 7, background=BACKGROUND, seed=3), noisy)
+
+
+def _mel(waves, cfg):
+    from kws_zoo.frontends import mel_power
+    return mel_power(tf.constant(waves), cfg)
+
+
+def test_deterministic_in_seed_and_epoch():
+    def run(seed, epoch):
+        return batches(make_dataset(WAVES, LABELS, frontend_cfg=FrontendConfig(), batch_size=4, training=True,
+                                    augment=AugmentConfig(), background=BACKGROUND, seed=seed, epoch=epoch))
+
+    f0, l0 = run(5, 0)
+    f0b, l0b = run(5, 0)
+    assert np.array_equal(f0, f0b) and np.array_equal(l0, l0b)  # bit-identical rebuild (resume)
+    f1, l1 = run(5, 1)
+    assert not np.array_equal(f1, f0)
+    assert sorted(l1) == sorted(l0) == sorted(LABELS)  # every example once per epoch
+    f2, _ = run(6, 0)
+    assert not np.array_equal(f2, f0)
+
+
+def test_augment_config_round_trip_and_validation():
+    cfg = AugmentConfig(gain_db=(-3, 3), time_masks=1)
+    assert AugmentConfig.from_dict(cfg.to_dict()) == cfg and cfg.gain_db == (-3.0, 3.0)
+    for bad in (dict(speed_prob=1.5), dict(gain_db=(3, -3)), dict(speed_range=(0, 1)), dict(time_masks=-1)):
+        with pytest.raises(ValueError):
+            AugmentConfig(**bad)
+    with pytest.raises(ValueError, match="unknown AugmentConfig keys"):
+        AugmentConfig.from_dict({"gain": 1})
+
+
+X = sine(1000) + rng_noise(7, SR, 0.05)
+BG = tf.constant(rng_noise(8, (2, 2 * SR)))
+OPS = {
+    "time_shift": lambda x, s: aug.time_shift(x, s, 1600),
+    "gain": lambda x, s: aug.random_gain(x, s, (-12.0, 6.0)),
+    "background": lambda x, s: aug.mix_background(x, s, BG, 1.0, (0.0, 20.0)),
+    "speed": lambda x, s: aug.speed_perturb(x, s, 1.0, (0.85, 1.15)),
+    "reverb": lambda x, s: aug.reverb(x, s, 1.0, (0.1, 0.5), (0.0, 10.0)),
+    "lowpass": lambda x, s: aug.lowpass(x, s, 1.0, (3400.0, 7000.0)),
+    "all": lambda x, s: aug.augment_waveform(x, s, AugmentConfig(), BG),
+}
+
+
+@pytest.mark.parametrize("name", list(OPS))
+def test_each_augmentation_changes_data_stays_finite_and_is_seeded(name):
+    op = OPS[name]
+    a = op(tf.constant(X), tf.constant([1, 2], tf.int64)).numpy()
+    b = op(tf.constant(X), tf.constant([1, 2], tf.int64)).numpy()
+    c = op(tf.constant(X), tf.constant([1, 3], tf.int64)).numpy()
+    assert a.shape == X.shape and a.dtype == np.float32 and np.isfinite(a).all()
+    assert not np.allclose(a, X, atol=1e-3)
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+
+
+def test_probability_zero_is_identity():
+    s = tf.constant([4, 4], tf.int64)
+    x = tf.constant(X)
+    for out in (aug.mix_background(x, s, BG, 0.0, (0, 20)), aug.speed_perturb(x, s, 0.0, (0.9, 1.1)),
+                aug.reverb(x, s, 0.0, (0.1, 0.5), (0, 10)), aug.lowpass(x, s, 0.0, (3400, 8000))):
+        assert np.array_equal(out.numpy(), X)
+
+
+def power_above(x, hz):
+    spec = np.abs(np.fft.rfft(x)) ** 2
+    return spec[int(hz * len(x) / SR):].sum() / spec.sum()
+
+
+def test_augmentations_do_what_they_say():
+    s = tf.constant([0, 9], tf.int64)
+    white = rng_noise(3, SR, 0.1)
+    low = aug.lowpass(tf.constant(white), s, 1.0, (4000.0, 4000.0)).numpy()
+    assert power_above(white, 4200) > 0.4 and power_above(low, 4200) < 1e-4
+    fast = aug.speed_perturb(tf.constant(sine(1000)), s, 1.0, (1.1, 1.1)).numpy()
+    assert abs(np.argmax(np.abs(np.fft.rfft(fast[3000:13000]))) * SR / 10000 - 1100) < 5
+    noisy = aug.mix_background(tf.constant(X), s, BG, 1.0, (10.0, 10.0)).numpy()
+    assert abs(10 * np.log10(np.mean(X ** 2) / np.mean((noisy - X) ** 2)) - 10) < 0.01
+    shifted = aug.time_shift(tf.constant(X), s, 800).numpy()
+    shift = int(np.argmax(shifted != 0))  # a right shift leaves leading zeros...
+    lead = shift or -int(np.argmax(shifted[::-1] != 0))  # ...a left shift trailing ones
+    assert 0 < abs(lead) <= 800 and np.array_equal(np.roll(X, lead)[800:-800], shifted[800:-800])
+    wet = aug.reverb(tf.constant(X), s, 1.0, (0.3, 0.3), (0.0, 0.0)).numpy()
+    assert np.isclose(np.sqrt(np.mean(wet ** 2)), np.sqrt(np.mean(X ** 2)), rtol=1e-3)  # level kept
+
+
+def test_fill_silence_only_touches_silent_clips():
+    s = tf.constant([2, 2], tf.int64)
+    filled = aug.fill_silence(tf.zeros([SR]), s, BG, (-40.0, -40.0)).numpy()
+    assert np.isclose(20 * np.log10(np.sqrt(np.mean(filled ** 2))), -40.0, atol=0.01)
+    assert np.array_equal(aug.fill_silence(tf.constant(X), s, BG, (-40.0, -40.0)).numpy(), X)
+
+
+def runs(mask_1d):
+    """Lengths of the runs of True."""
+    padded = np.concatenate([[0], mask_1d.astype(int), [0]])
+    edges = np.flatnonzero(np.diff(padded))
+    return list(edges[1::2] - edges[::2])
+
+
+def test_spec_mask_widths():
+    time_runs, freq_runs = [], []
+    for k in range(60):
+        mask = aug.spec_mask(98, 40, tf.constant([k, 0], tf.int64), 1, 7, 1, 4).numpy()
+        t_rows, f_cols = mask.all(axis=1), mask.all(axis=0)
+        assert np.array_equal(mask, t_rows[:, None] | f_cols[None, :])  # whole frames and whole bins
+        time_runs += runs(t_rows) or [0]
+        freq_runs += runs(f_cols) or [0]
+    assert max(time_runs) == 7 and max(freq_runs) == 4  # the widths reach the maximum and never exceed it
+    assert len(set(time_runs)) > 4 and 0 in time_runs + freq_runs  # widths vary, 0 included
+    two = aug.spec_mask(98, 40, tf.constant([1, 1], tf.int64), 2, 10, 2, 5).numpy()
+    assert two.all(axis=1).sum() <= 20 and two.all(axis=0).sum() <= 10
+    assert not aug.spec_mask(98, 40, tf.constant([1, 1], tf.int64), 0, 10, 0, 5).numpy().any()
+
+
+def test_spec_augment_fills_with_mean():
+    feats = tf.constant(np.random.default_rng(0).standard_normal((98, 40)).astype(np.float32))
+    cfg = AugmentConfig(time_masks=2, time_mask_frames=20, freq_masks=0)
+    seed = next(tf.constant([k, 5], tf.int64) for k in range(50)
+                if aug.spec_mask(98, 40, tf.constant([k, 5], tf.int64), 2, 20, 0, 5).numpy().any())
+    out = aug.spec_augment(feats, seed, cfg).numpy()
+    changed = out != feats.numpy()
+    assert changed.any() and np.allclose(out[changed], feats.numpy().mean())
+
+
+@pytest.mark.skipif(not (default_path("fsdd") / "recordings").is_dir(), reason="FSDD not available")
+def test_fsdd_test_split_end_to_end():
+    data = load_dataset(DataConfig(kind="fsdd")).relabel(("_silence_", "_unknown_", "zero", "one", "two", "three",
+                                                          "four", "five", "six", "seven", "eight", "nine"))
+    waves, bad = load_waveforms(data.splits["test"], progress=False)
+    assert waves.shape == (200, SR) and bad == []
+    assert (np.abs(waves).max(axis=1) > 0.01).all()  # 8 kHz speech decoded and resampled, none silent
+    feats = features_for(waves, FrontendConfig(), 64)
+    assert feats.shape == (200, 98, 40) and np.isfinite(feats).all()
+    assert sorted(set(data.label_array("test"))) == list(range(2, 12))
