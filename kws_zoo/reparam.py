@@ -2,9 +2,9 @@
 
 `reparameterize(model)` rewrites the functional config (public get_config/from_config, no private
 cloning) layer by layer:
-  - a layer with `plain_layers()` (SubSpectralNorm) becomes that chain of standard layers;
-  - a layer with `plain_layer()` (RepConv2D, and other kws_zoo layers following kws_zoo.layers.plain)
-    becomes that one standard layer;
+  - a layer with `plain_layer()` (RepConv2D -> Conv2D/DepthwiseConv2D with bias; SubSpectralNorm ->
+    BatchNormalization over (freq, channel); other layers following kws_zoo.layers.plain) becomes that
+    standard layer;
   - a BatchNormalization whose only input is a Conv2D/DepthwiseConv2D it alone consumes is folded into the
     conv's kernel and bias. The TFLite converter would fold it too, but folding here makes the Keras
     inference graph of a multi-branch model and of its plain twin the same layer for layer, and hands
@@ -99,17 +99,9 @@ def reparameterize(model: keras.Model, *, check: bool = True) -> keras.Model:
         layer = model.get_layer(name)
         if isinstance(layer, keras.Model):
             raise ValueError(f"{name}: nested models are not supported; flatten the model first")
-        if len(inbound) > 1 and (hasattr(layer, "plain_layer") or hasattr(layer, "plain_layers")
-                                 or isinstance(layer, L.BatchNormalization)):
+        if len(inbound) > 1 and (hasattr(layer, "plain_layer") or isinstance(layer, L.BatchNormalization)):
             raise ValueError(f"{name}: shared layers (called {len(inbound)} times) are not supported")
         producer = _refs(inbound)[0][0] if _refs(inbound) else None
-        if hasattr(layer, "plain_layers"):
-            node = inbound
-            for new, values in layer.plain_layers():
-                entries.append(_entry(new, node))
-                weights[new.name] = values
-                node = [[[new.name, 0, 0, {}]]]
-            continue
         if hasattr(layer, "plain_layer"):
             new, values = layer.plain_layer()
             entry = _entry(new, inbound)

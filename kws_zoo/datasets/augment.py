@@ -100,8 +100,10 @@ def random_gain(x: tf.Tensor, seed, gain_db: tuple[float, float]) -> tf.Tensor:
 
 def background_crop(seed, background: tf.Tensor, length: int) -> tf.Tensor:
     """A random `length`-sample crop of a random row of background[rows, cols] (cols >= length)."""
-    row = _randint(fold_in(seed, 0), 0, tf.shape(background)[0] - 1)
-    start = _randint(fold_in(seed, 1), 0, tf.shape(background)[1] - length)
+    # Static shape: tf.shape() of a tf.Variable reads (copies) the whole variable, once per example.
+    rows, cols = background.shape
+    row = _randint(fold_in(seed, 0), 0, rows - 1)
+    start = _randint(fold_in(seed, 1), 0, cols - length)
     return tf.slice(tf.gather(background, row), [start], [length])
 
 

@@ -4,11 +4,13 @@ A convolution shares its weights across frequency, but low and high bands carry 
 SSN splits the frequency axis into `sub_bands` contiguous groups and batch-normalises each (group, channel)
 pair on its own, with its own affine: BatchNorm over C x S features instead of C.
 
-At inference it is a fixed per-(frequency, channel) affine; `plain_layers()` gives it as standard layers
-(Reshape -> 1x1 DepthwiseConv2D with bias -> Reshape), because the scale varies along frequency and so
-cannot fold into a neighbouring convolution, whose weights are shared along frequency. A depthwise conv
-rather than MUL/ADD with constant tensors: int8 export then quantizes the scale per (frequency, channel)
-and keeps the shift in int32, where a constant MUL operand would get one int8 scale for all of them.
+At inference it is a fixed per-(frequency, channel) affine. It cannot fold into the neighbouring
+convolutions, whose weights are shared along frequency while this scale varies along it, so `plain_layer()`
+gives it as a standard BatchNormalization over axes (freq, channel) holding each band's statistics repeated
+over its bins; int8 TFLite turns that into MUL + ADD with constant [F, C] operands broadcast over time, both
+in TFLM. (A Reshape -> 1x1 DepthwiseConv2D -> Reshape form would quantize the scale per (f, c), but Keras'
+Reshape exports SHAPE/STRIDED_SLICE/PACK for the dynamic batch and per-channel quantization costs
+8 bytes of arena per (f, c); the MUL's constant gets int8 steps of its range, about an activation LSB.)
 """
 from __future__ import annotations
 
@@ -53,26 +55,25 @@ class SubSpectralNorm(keras.layers.Layer):
 
     def fused_scale_shift(self) -> tuple[np.ndarray, np.ndarray]:
         """(scale, shift), each [F, C] float32: the layer at inference is x * scale + shift."""
-        scale, shift = bn_affine(self.bn)  # (S, C)
         if not self.built:
             raise ValueError(f"{self.name}: layer is not built")
+        scale, shift = bn_affine(self.bn)  # (S, C)
         repeat = self._freq_bins // self.sub_bands  # contiguous bands: bin f belongs to band f // repeat
         return (np.repeat(scale, repeat, axis=0).astype(np.float32),
                 np.repeat(shift, repeat, axis=0).astype(np.float32))
 
-    def plain_layers(self) -> list[tuple[keras.layers.Layer, list[np.ndarray]]]:
-        """Standard layers computing this layer at inference, in call order, each with its weights; the
-        last keeps this layer's name so the graph around it is unchanged."""
-        scale, shift = self.fused_scale_shift()
-        freq, channels = scale.shape
-        width = freq * channels  # [B, T, F, C] -> [B, T, 1, F*C]: one depthwise channel per (f, c), f-major
-        frames = self.input_shape[1] or -1  # static where known: TFLM's RESHAPE wants no -1 it cannot resolve
-        return [
-            (keras.layers.Reshape((frames, 1, width), name=f"{self.name}_flat"), []),
-            (keras.layers.DepthwiseConv2D(1, use_bias=True, name=f"{self.name}_affine", dtype=self.dtype_policy),
-             [scale.reshape(1, 1, width, 1), shift.reshape(width)]),
-            (keras.layers.Reshape((frames, freq, channels), name=self.name), []),
-        ]
+    def plain_layer(self) -> tuple[keras.layers.Layer, list[np.ndarray]]:
+        """(standard BatchNormalization over (freq, channel), its weights): each band's statistics and
+        affine repeated over the band's bins, so inference computes exactly what this layer does. Under
+        this layer's name (the kws_zoo.layers.plain protocol)."""
+        if not self.built:
+            raise ValueError(f"{self.name}: layer is not built")
+        repeat = self._freq_bins // self.sub_bands
+        bn = keras.layers.BatchNormalization(axis=[2, 3], momentum=self.momentum, epsilon=self.epsilon,
+                                             name=self.name, dtype=self.dtype_policy)
+        # Keras stores multi-axis BN weights broadcastable: (1, 1, S, 1, C) here, (1, 1, F, C) there.
+        values = [np.repeat(w.numpy()[0, 0, :, 0, :], repeat, axis=0)[None, None] for w in self.bn.weights]
+        return bn, values
 
     def get_config(self) -> dict:
         return {**super().get_config(), "sub_bands": self.sub_bands, "momentum": self.momentum,

@@ -14,8 +14,8 @@ head      average over time, dense -> classes
 Sizes follow NVIDIA NeMo's matchboxnet_3x1x64 config (64 MFCC, 25 ms / 10 ms; NeMo crops/pads to 128
 frames, our 1 s clips give 98). With 64 bins the paper's 77k parameters are the trainable ones for
 the 30 GSC-v1 words; at 12 classes it is 74.9k. The ternary variants (arXiv 2103.17142) replace the
-1x1 half of every separable conv by a constant sparse random {-1, 0, +1} matrix; the residual and
-epilogue 1x1 convs and the classifier stay trained.
+1x1 half of every separable conv by a constant sparse random {-1, 0, +1} matrix; the residual 1x1
+convs, the final 1x1 conv and the classifier stay trained.
 """
 from __future__ import annotations
 
@@ -50,10 +50,11 @@ class MatchboxNetConfig:
     def __post_init__(self):
         if min(self.blocks, self.repeats, self.channels) < 1:
             raise ValueError("blocks, repeats and channels must be positive")
-        kernels = (self.first_kernel, self.kernel_step, self.prologue_kernel, self.epilogue_kernel)
-        if min(kernels) < 0 or any(k % 2 == 0 for k in kernels[:1] + kernels[2:]) or self.kernel_step % 2:
-            # odd kernels centre 'same' padding, so the polyphase dilation equals a dilated conv
-            raise ValueError(f"kernel sizes must be odd (and kernel_step even), got {kernels}")
+        # Odd kernels centre 'same' padding, so the polyphase dilation equals a dilated conv.
+        kernels = (self.first_kernel, self.prologue_kernel, self.epilogue_kernel)
+        if any(k < 1 or k % 2 == 0 for k in kernels) or self.kernel_step < 0 or self.kernel_step % 2:
+            raise ValueError(f"kernel sizes must be odd and kernel_step even, got {kernels}, "
+                             f"step {self.kernel_step}")
         if self.epilogue_dilation < 1:
             raise ValueError("epilogue_dilation must be positive")
         if not 0.0 <= self.ternary_sparsity < 1.0:

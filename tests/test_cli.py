@@ -1,0 +1,105 @@
+"""The kws-zoo command end to end on a tiny run: export, predict on every model form, evaluate, bad input."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from fixtures import TONE_WORDS, make_tone_corpus, tiny_recipe_dict, tone_clip
+
+
+def kws(*args, check=True):
+    proc = subprocess.run([sys.executable, "-m", "kws_zoo.cli", *map(str, args)], capture_output=True, text=True,
+                          timeout=600)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"kws-zoo {' '.join(map(str, args))} failed:\n{proc.stderr}")
+    return proc
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli")
+    corpus = make_tone_corpus(root / "corpus")
+    recipe = root / "tiny.json"
+    recipe.write_text(json.dumps(tiny_recipe_dict(corpus, epochs=5)))
+    kws("train", recipe, "--out", root / "run", "--quiet")
+    card = json.loads(kws("export", root / "run", "--json").stdout)
+    return root, card
+
+
+def test_export_writes_a_verified_deployable_model(run):
+    root, card = run
+    export = root / "run" / "export"
+    for name in card["files"].values():
+        assert (export / name).exists(), name
+    acc = card["accuracy"]
+    assert abs(acc["tflm_int8"] - acc["litert_int8"]) <= 0.005  # the same .tflite on two runtimes
+    assert acc["tflm_int8"] > 0.6 and card["arena_bytes"] > 0 and card["flash_bytes"] > 1000
+    assert card["input"]["dtype"] == "int8" and card["labels"] == sorted(TONE_WORDS)
+    assert "FULLY_CONNECTED" in card["ops"]
+    assert (export / "model_card.md").read_text().startswith("# Model card")
+
+
+def _wav(path, audio, rate, channels=1):
+    data = np.stack([audio] * channels, axis=1) if channels > 1 else audio
+    sf.write(path, data, rate, subtype="PCM_16")
+    return str(path)
+
+
+@pytest.mark.parametrize("model", ["export/model_int8.tflite", "model.keras", "."])
+def test_predict_any_rate_and_channels_on_every_model_form(run, model):
+    root, _ = run
+    rng = np.random.default_rng(7)
+    import librosa
+
+    clip = tone_clip("charlie", rng)
+    files = [_wav(root / f"c{rate}_{ch}.wav", librosa.resample(clip, orig_sr=16000, target_sr=rate), rate, ch)
+             for rate, ch in ((8000, 1), (16000, 1), (44100, 1), (16000, 2))]
+    out = kws("predict", root / "run" / model, *files, "--json").stdout.strip().splitlines()
+    rows = [json.loads(line) for line in out]
+    assert [r["file"] for r in rows] == files
+    assert all(r["label"] in TONE_WORDS and 0 <= r["score"] <= 1 for r in rows)
+    assert sum(r["label"] == "charlie" for r in rows) >= 3  # 8 kHz loses nothing below 4 kHz here
+
+
+def test_evaluate_json_on_the_runs_own_test_split(run):
+    root, card = run
+    report = json.loads(kws("evaluate", root / "run" / "export" / "model_int8.tflite", "--json").stdout)
+    assert report["accuracy"] == pytest.approx(card["accuracy"]["tflm_int8"])
+    assert report["labels"] == card["labels"] and report["runtime"] == "tflm"
+
+
+def _bad_inputs(root):
+    (root / "empty.wav").write_bytes(b"")
+    (root / "text.wav").write_text("this is not audio\n" * 10)
+    good = root / "c16000_1.wav"
+    (root / "truncated.wav").write_bytes(good.read_bytes()[:30])
+    header = bytearray(good.read_bytes()[:44])
+    header[40:44] = (0).to_bytes(4, "little")  # a valid header declaring zero samples
+    (root / "zero.wav").write_bytes(bytes(header))
+    sf.write(root / "nan.wav", np.array([0.1, np.nan, 0.2] * 100, np.float32), 16000, subtype="FLOAT")
+    return {"missing.wav": "not found", "empty.wav": "empty", "text.wav": "not a WAV", "truncated.wav": "",
+            "zero.wav": "zero samples", "nan.wav": "NaN"}
+
+
+def test_bad_audio_gives_one_line_errors_without_traceback(run):
+    root, _ = run
+    for name, words in _bad_inputs(root).items():
+        proc = kws("predict", root / "run", root / name, check=False)
+        assert proc.returncode == 2, (name, proc.stderr)
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+        assert lines[0].startswith("kws-zoo: error: ") and name in lines[0] and words in lines[0], lines[0]
+
+
+def test_missing_model_and_bad_recipe_are_one_line_errors(run, tmp_path):
+    root, _ = run
+    proc = kws("predict", tmp_path / "nope", root / "c16000_1.wav", check=False)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "nope" in proc.stderr
+    bad = tmp_path / "r.json"
+    bad.write_text('{"name": "x", "model": "ds_cnn", "data": {"kind": "gsc"}, "epochz": 1}')
+    proc = kws("train", bad, check=False)
+    assert proc.returncode == 2 and "epochz" in proc.stderr and "Traceback" not in proc.stderr

@@ -1,0 +1,74 @@
+"""MatchboxNet: sizes against the paper, the ternary budget, dilation, and cost bookkeeping."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from kws_zoo.compat import keras, tf
+from kws_zoo.layers.ternary_pointwise import export_form, ternary_layers, ternary_multiplications_avoided
+from kws_zoo.models import create_model, get_entry
+from kws_zoo.models.matchboxnet import MatchboxNetConfig, time_depthwise
+from kws_zoo.profile import count_macs
+
+MFCC = (98, 64)  # 64 MFCC as in the paper, 1 s at a 10 ms hop
+
+
+def _trainable(model: keras.Model) -> int:
+    return int(sum(np.prod(w.shape) for w in model.trainable_weights))
+
+
+@pytest.mark.parametrize("name, paper", [("matchboxnet_3x1x64", 77_000), ("matchboxnet_3x2x64", 93_000),
+                                         ("matchboxnet_6x2x64", 140_000)])
+def test_parameter_counts_match_the_paper(name, paper):
+    # The paper counts trainable parameters for the 30 words of Speech Commands v1.
+    assert get_entry(name).config.default_input_shape == MFCC
+    model = create_model(name, input_shape=MFCC, num_classes=30)
+    assert abs(_trainable(model) - paper) / paper < 0.05
+
+
+def test_3x1x64_is_77k_at_12_classes_too():
+    model = create_model("matchboxnet_3x1x64", input_shape=MFCC, num_classes=12)
+    assert abs(_trainable(model) - 77_000) / 77_000 < 0.05  # 74.9k
+    assert abs(model.count_params() - 77_000) / 77_000 < 0.05  # 76.4k with BN moving statistics
+
+
+def test_deep_ternary_spends_the_dense_budget():
+    dense = create_model("matchboxnet_3x1x64", input_shape=MFCC, num_classes=12)
+    deep = create_model("matchboxnet_3x1x64_ternary_deep", input_shape=MFCC, num_classes=12)
+    shallow = create_model("matchboxnet_3x1x64_ternary", input_shape=MFCC, num_classes=12)
+    assert abs(_trainable(deep) - _trainable(dense)) / _trainable(dense) < 0.02  # measured -0.4%
+    assert _trainable(shallow) < 0.6 * _trainable(dense)
+    assert len(ternary_layers(deep)) == 1 + 6 * 3 + 1  # prologue, every sub-block, epilogue
+
+
+@pytest.mark.parametrize("name", ["matchboxnet_3x1x64", "matchboxnet_3x2x64"])
+def test_ternary_variant_removes_exactly_the_separable_pointwise_weights(name):
+    dense = create_model(name, input_shape=MFCC, num_classes=12)
+    ternary = create_model(f"{name}_ternary", input_shape=MFCC, num_classes=12)
+    removed = sum(int(np.prod(dense.get_layer(t.name).kernel.shape)) for t in ternary_layers(ternary))
+    assert _trainable(dense) - _trainable(ternary) == removed
+    # The export form is the dense architecture again (same MACs); the training graph's MACs omit
+    # the ternary layers, by exactly the multiplications they avoid.
+    avoided = ternary_multiplications_avoided(ternary, MFCC)
+    assert count_macs(export_form(ternary)) == count_macs(dense)
+    assert count_macs(dense) - count_macs(ternary) == avoided > 0
+
+
+@pytest.mark.parametrize("steps", [98, 97])
+def test_polyphase_dilation_equals_a_dilated_conv(steps):
+    inp = keras.Input((steps, 1, 8))
+    model = keras.Model(inp, time_depthwise(inp, 5, 2, "dw"))
+    kernel = np.random.default_rng(0).normal(size=(5, 1, 8, 1)).astype(np.float32)
+    model.get_layer("dw").set_weights([kernel])
+    x = np.random.default_rng(1).normal(size=(2, steps, 1, 8)).astype(np.float32)
+    want = tf.nn.depthwise_conv2d(x, kernel, strides=[1, 1, 1, 1], padding="SAME", dilations=[2, 1])
+    got = model(x).numpy()
+    assert got.shape == (2, steps, 1, 8)
+    np.testing.assert_allclose(got, want.numpy(), atol=1e-5)
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="odd"):
+        MatchboxNetConfig(first_kernel=12)
+    with pytest.raises(ValueError, match="ternary_sparsity"):
+        MatchboxNetConfig(ternary_sparsity=1.0)
