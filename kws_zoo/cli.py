@@ -110,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", help="run/export directory, .keras, SavedModel or .tflite")
     p.add_argument("--data", default="recipe",
                    help="'recipe' (the model's own data), 'fsdd' (real speech), or a dataset directory")
-    p.add_argument("--split", default="test")
+    p.add_argument("--split", default="test", help="train, validation, test, or all (every split)")
     p.add_argument("--runtime", choices=["tflm", "litert"], default="tflm", help="runtime for .tflite models")
     p.add_argument("--plot", help="write the confusion matrix PNG here")
     p.add_argument("--json", action="store_true", help="print the report as JSON")

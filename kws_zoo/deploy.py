@@ -17,10 +17,17 @@ from kws_zoo.export import quant_params, to_tflite_float, to_tflite_int8
 from kws_zoo.inference import METADATA, load_keras
 from kws_zoo.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 from kws_zoo.profile import count_macs, tflite_ops
+from kws_zoo.layers.ternary_pointwise import ternary_layers, ternary_multiplications_avoided
+from kws_zoo.layers.ternary_tflite import to_tflite_int8_ternary
 from kws_zoo.recipe import load_recipe
-from kws_zoo.train import prepare_data
+from kws_zoo.reparam import reparameterize
+from kws_zoo.train import prepare_data, save_model
 
 REPRESENTATIVE_EXAMPLES = 500
+
+
+def _trainable(model) -> int:
+    return int(sum(np.prod(w.shape) for w in model.trainable_weights))
 
 
 def _representative(features: np.ndarray, seed: int) -> np.ndarray:
@@ -51,8 +58,16 @@ def export_run(run_dir: str, out_dir: str | None = None, progress: bool = True, 
     test_labels = data.targets["test"]
 
     float_pred = model.predict(test_features, batch_size=256, verbose=0).argmax(axis=1)
-    float_bytes = to_tflite_float(model)
-    int8_bytes = to_tflite_int8(model, train_features, num_samples=REPRESENTATIVE_EXAMPLES)
+    # The device runs the inference form: branches merged, BN folded, custom layers made standard
+    # (reparameterize checks it numerically against the training form).
+    inference = reparameterize(model)
+    save_model(inference, os.path.join(out_dir, "model_inference.keras"))
+    float_bytes = to_tflite_float(inference)
+    ternary = ternary_layers(model)
+    if ternary:  # literal -1/0/+1 int8 weights, exactly the matrices regenerated from their seeds
+        int8_bytes = to_tflite_int8_ternary(model, train_features, num_samples=REPRESENTATIVE_EXAMPLES)
+    else:
+        int8_bytes = to_tflite_int8(inference, train_features, num_samples=REPRESENTATIVE_EXAMPLES)
     atomic_write_bytes(os.path.join(out_dir, "model_float.tflite"), float_bytes)
     atomic_write_bytes(os.path.join(out_dir, "model_int8.tflite"), int8_bytes)
 
@@ -75,7 +90,10 @@ def export_run(run_dir: str, out_dir: str | None = None, progress: bool = True, 
         meta = json.load(f)
     card = {
         "name": recipe.name, "model": recipe.model, "model_overrides": recipe.model_overrides,
-        "params": int(model.count_params()), "macs": int(count_macs(model)),
+        "params": int(model.count_params()), "trainable_params": _trainable(model),
+        "inference_params": int(inference.count_params()), "macs": int(count_macs(inference)),
+        "multiplications_avoided": int(ternary_multiplications_avoided(model, model.input_shape[1:]))
+        if ternary else 0,
         "flash_bytes": len(int8_bytes), "arena_bytes": check["arena_bytes"],
         "tflm_invoke_ms_host": round(check["tflm_invoke_ms"], 3),
         "ops": sorted(set(tflite_ops(int8_bytes))),
@@ -122,6 +140,8 @@ def _extra_evaluations(recipe, model, int8_bytes, labels, arena_size, out_dir, p
 
             report = report_from_scores(run(feats), targets, data_labels, labels)
             row[runtime] = report["accuracy"]
+            if "closed_set_accuracy" in report:
+                row[f"{runtime}_closed_set"] = report["closed_set_accuracy"]
             if runtime == "tflm_int8":
                 plot_confusion(report, os.path.join(out_dir, f"confusion_{cfg.kind}_tflm_int8.png"),
                                f"{recipe.name} on {cfg.kind}: TFLM int8, accuracy {report['accuracy']:.1%}")
@@ -133,7 +153,8 @@ def _extra_evaluations(recipe, model, int8_bytes, labels, arena_size, out_dir, p
 def format_card(card: dict, markdown: bool = False) -> str:
     acc = card["accuracy"]
     rows = [("model", f"{card['model']} {card['model_overrides'] or ''}".strip()),
-            ("params", f"{card['params']:,}"), ("MACs / inference", f"{card['macs']:,}"),
+            ("params (training / inference form)", f"{card['params']:,} / {card['inference_params']:,}"),
+            ("MACs / inference", f"{card['macs']:,}"),
             ("flash (int8 .tflite)", f"{card['flash_bytes']:,} bytes"),
             ("TFLM arena (measured)", f"{card['arena_bytes']:,} bytes"),
             ("TFLM invoke on host", f"{card['tflm_invoke_ms_host']} ms"),
@@ -145,10 +166,14 @@ def format_card(card: dict, markdown: bool = False) -> str:
                       f"zero point {card['input']['zero_point']}"),
             ("frontend", ", ".join(f"{k}={v}" for k, v in card["frontend"].items())),
             ("labels", ", ".join(card["labels"])), ("ops", ", ".join(card["ops"]))]
+    if card.get("multiplications_avoided"):
+        rows.append(("multiplications avoided (ternary)", f"{card['multiplications_avoided']:,}"))
     if "instructions_per_invoke" in card:
         rows.append(("instructions / invoke (callgrind)", f"{card['instructions_per_invoke']:,}"))
     for name, row in card.get("extra_eval", {}).items():
-        rows.append((f"accuracy on {name}", f"float {row['float']:.2%}, TFLM int8 {row['tflm_int8']:.2%} "
+        closed = (f"; closed set {row['float_closed_set']:.2%} / {row['tflm_int8_closed_set']:.2%}"
+                  if "float_closed_set" in row else "")
+        rows.append((f"accuracy on {name}", f"float {row['float']:.2%}, TFLM int8 {row['tflm_int8']:.2%}{closed} "
                                            f"({row['examples']} examples)"))
     if markdown:
         return "\n".join([f"# Model card: {card['name']}", "", "| | |", "|---|---|",

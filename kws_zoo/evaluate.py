@@ -67,7 +67,9 @@ def plot_confusion(report: dict, path: str, title: str = "") -> str:
 
 
 def format_report(report: dict) -> str:
-    lines = [f"accuracy {report['accuracy']:.2%} ({report['examples']} examples)",
+    lines = [f"accuracy {report['accuracy']:.2%} ({report['examples']} examples)"
+             + (f"; closed set (only the data's labels) {report['closed_set_accuracy']:.2%}"
+                if "closed_set_accuracy" in report else ""),
              f"{'label':>12} {'precision':>9} {'recall':>7} {'support':>7}"]
     for name, row in report["per_class"].items():
         lines.append(f"{name:>12} {row['precision']:9.3f} {row['recall']:7.3f} {row['support']:7d}")
@@ -77,7 +79,15 @@ def format_report(report: dict) -> str:
 def report_from_scores(scores, targets, data_labels, model_labels) -> dict:
     """Report for model scores [N, model classes] on data whose label names may be a subset."""
     to_data = map_labels(data_labels, model_labels)
-    return classification_report(targets, to_data[np.asarray(scores).argmax(axis=1)], data_labels)
+    scores = np.asarray(scores)
+    report = classification_report(targets, to_data[scores.argmax(axis=1)], data_labels)
+    if (to_data < 0).any():
+        # Closed set: the best of the labels the data has (e.g. digits only, no _unknown_ / _silence_).
+        # Reported beside, never instead of, the open-set accuracy above.
+        inside = np.flatnonzero(to_data >= 0)
+        closed = to_data[inside[scores[:, inside].argmax(axis=1)]]
+        report["closed_set_accuracy"] = float(np.mean(closed == np.asarray(targets)))
+    return report
 
 
 def evaluate_arrays(cfg, clip_samples: int, split: str = "test", progress: bool = True):
@@ -86,7 +96,8 @@ def evaluate_arrays(cfg, clip_samples: int, split: str = "test", progress: bool 
     from kws_zoo.datasets.pipeline import drop_bad, load_background, load_waveforms
 
     data = load_dataset(cfg)
-    examples = data.splits.get(split) or []
+    # "all": every split, for data the model never trained on (e.g. real speech for a TTS-trained model).
+    examples = [e for ex in data.splits.values() for e in ex] if split == "all" else data.splits.get(split) or []
     if not examples:
         raise ValueError(f"{cfg.path or cfg.kind}: split {split!r} is empty (splits: "
                          f"{', '.join(k for k, v in data.splits.items() if v)})")

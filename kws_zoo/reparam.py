@@ -84,10 +84,10 @@ def reparameterize(model: keras.Model, *, check: bool = True) -> keras.Model:
     check: run both on one random batch and raise if outputs differ by more than float32 rounding can
         explain (relative 1e-3 of the output range) - a cheap guard, not a substitute for tests.
     """
-    config = model.get_config()
-    if not isinstance(model, keras.Model) or isinstance(model, keras.Sequential) or "input_layers" not in config:
-        raise ValueError(f"{model.name}: reparameterize needs a functional keras.Model (not Sequential or "
-                         "subclassed); wrap a Sequential as keras.Model(seq.inputs, seq.outputs)")
+    config = model.get_config() if isinstance(model, keras.Model) else {}
+    if isinstance(model, keras.Sequential) or "input_layers" not in config:
+        raise ValueError(f"{getattr(model, 'name', model)}: reparameterize needs a functional keras.Model (not "
+                         "Sequential or subclassed); wrap a Sequential as keras.Model(seq.inputs, seq.outputs)")
     uses = Counter(ref[0] for entry in config["layers"] for ref in _refs(entry["inbound_nodes"]))
     uses.update(ref[0] for ref in config["output_layers"])
     entries: list[dict] = []

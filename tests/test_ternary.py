@@ -1,6 +1,7 @@
 """Constant sparse random ternary pointwise layer: determinism, sparsity, checkpoints, export, int8."""
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -11,10 +12,10 @@ import numpy as np
 import pytest
 
 from kws_zoo.compat import keras, tf
+from kws_zoo.export import quant_params, to_tflite_int8
 from kws_zoo.layers.ternary_pointwise import (TernaryPointwise, export_form, ternary_layers, ternary_matrix,
                                               ternary_multiplications_avoided)
 from kws_zoo.layers.ternary_tflite import exact_ternary_int8, to_tflite_int8_ternary
-from kws_zoo.export import quant_params, to_tflite_int8
 from kws_zoo.models import create_model
 from kws_zoo.profile import read_tflite
 from model_fixtures import calibrate_bn
@@ -27,7 +28,6 @@ def test_same_seed_gives_identical_matrix_in_a_new_process():
     code = ("import hashlib, sys; from kws_zoo.layers.ternary_pointwise import ternary_matrix; "
             "sys.stdout.write(hashlib.sha256(ternary_matrix(7, 48, 96, 0.6).tobytes()).hexdigest())")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    import hashlib
     assert out == hashlib.sha256(ternary_matrix(7, 48, 96, 0.6).tobytes()).hexdigest()
     assert not np.array_equal(ternary_matrix(7, 48, 96, 0.6), ternary_matrix(8, 48, 96, 0.6))
     assert not np.array_equal(ternary_matrix(7, 48, 96, 0.6), ternary_matrix(7, 48, 96, 0.5))

@@ -21,8 +21,12 @@ from tqdm import tqdm
 from kws_zoo.export import dequantize, quantize
 
 _ARENA_TOTAL = re.compile(r"Arena allocation total (\d+) bytes")
-_OUT_OF_ARENA = re.compile(r"Requested: \d+, available \d+, missing: \d+")
-_MIN_AUTO_ARENA = 16 * 1024
+# Every way TFLM reports a too-small arena (the memory planner's buffer list lives in the arena too).
+_OUT_OF_ARENA = re.compile(r"Requested: \d+, available \d+, missing: \d+|Too many buffers|Failed to allocate")
+# The first probe is generous on purpose: with too small an arena some TFLM kernels (conv Prepare)
+# dereference a failed scratch-buffer request and segfault instead of reporting "missing" bytes.
+# The measured size is what gets used and reported afterwards, so a big probe costs nothing.
+_MIN_AUTO_ARENA = 8 * 1024 * 1024
 _MAX_AUTO_ARENA = 256 * 1024 * 1024
 
 

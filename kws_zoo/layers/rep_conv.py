@@ -77,11 +77,11 @@ class RepConv2D(keras.layers.Layer):
         if self.depthwise and self.filters not in (None, in_channels):
             raise ValueError(f"{self.name}: depthwise filters={self.filters} but input has {in_channels} channels")
         out_channels = in_channels if self.depthwise else self.filters
-        # A fresh initializer per branch: one unseeded instance called twice repeats its values.
-        fresh = lambda: keras.initializers.deserialize(keras.initializers.serialize(self.kernel_initializer))  # noqa: E731
+        init = keras.initializers.serialize(self.kernel_initializer)
         self.kernels = [
+            # A fresh initializer per branch: one unseeded instance called twice repeats its values.
             self.add_weight(name=f"kernel_{h}x{w}", shape=(h, w, in_channels, 1 if self.depthwise else out_channels),
-                            initializer=fresh(), regularizer=self.kernel_regularizer)
+                            initializer=keras.initializers.deserialize(init), regularizer=self.kernel_regularizer)
             for h, w in self.branch_sizes]
         out_shape = tf.TensorShape([None, None, None, out_channels])
         for bn in self.bns:

@@ -47,8 +47,8 @@ class SubSpectralNorm(keras.layers.Layer):
 
     def call(self, inputs, training=None):
         frames, freq, channels = inputs.shape[1:]
-        # Static sizes where known (batch as -1): a shape computed at run time would export as SHAPE /
-        # STRIDED_SLICE / PACK ops feeding RESHAPE, which TFLM cannot prepare.
+        # Static sizes where known (batch as -1): the exported RESHAPE then has a constant shape instead of
+        # one computed at run time by SHAPE / STRIDED_SLICE / PACK ops.
         frames = -1 if frames is None else frames
         bands = tf.reshape(inputs, [-1, frames, self.sub_bands, freq // self.sub_bands, channels])
         return tf.reshape(self.bn(bands, training=training), [-1, frames, freq, channels])

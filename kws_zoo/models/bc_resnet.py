@@ -103,4 +103,4 @@ for _tau, _suffix, _size in [(1, "1", "9.2k"), (1.5, "1_5", "17.2k"), (2, "2", "
                              (6, "6", "188k"), (8, "8", "321k")]:
     register_model(f"bc_resnet_{_suffix}", family="bc_resnet", builder=build_bc_resnet,
                    config=BcResNetConfig(base_channels=int(8 * _tau)),
-                   description=f"BC-ResNet-{_tau} (tau={_tau}), {_size} params; input {BcResNetConfig.default_input_shape}")
+                   description=f"BC-ResNet-{_tau} (tau={_tau}), {_size} params, input (98 frames, 40 mel bins)")

@@ -9,6 +9,9 @@ prologue  separable conv k=11 -> 128, BN, ReLU
 B blocks  R sub-blocks each (kernel 13, 15, 17, ... for block 1, 2, 3, ...): separable conv -> C, BN,
           ReLU, dropout; in the last sub-block a 1x1 conv + BN of the block input is added before ReLU
 epilogue  separable conv k=29 dilation 2 -> 128, BN, ReLU; 1x1 conv -> 128, BN, ReLU
+          (the dilated depthwise converts to one DEPTHWISE_CONV_2D with a dilation factor because
+          kws_zoo.export fixes batch 1; with a dynamic batch the converter leaves SPACE_TO_BATCH_ND /
+          BATCH_TO_SPACE_ND around it, which TFLM (dev20261023) computed wrongly in int8)
 head      average over time, dense -> classes
 
 Sizes follow NVIDIA NeMo's matchboxnet_3x1x64 config (64 MFCC, 25 ms / 10 ms; NeMo crops/pads to 128
@@ -50,36 +53,11 @@ class MatchboxNetConfig:
     def __post_init__(self):
         if min(self.blocks, self.repeats, self.channels) < 1:
             raise ValueError("blocks, repeats and channels must be positive")
-        # Odd kernels centre 'same' padding, so the polyphase dilation equals a dilated conv.
-        kernels = (self.first_kernel, self.prologue_kernel, self.epilogue_kernel)
-        if any(k < 1 or k % 2 == 0 for k in kernels) or self.kernel_step < 0 or self.kernel_step % 2:
-            raise ValueError(f"kernel sizes must be odd and kernel_step even, got {kernels}, "
-                             f"step {self.kernel_step}")
-        if self.epilogue_dilation < 1:
-            raise ValueError("epilogue_dilation must be positive")
+        if min(self.first_kernel, self.prologue_kernel, self.epilogue_kernel, self.epilogue_dilation) < 1 \
+                or self.kernel_step < 0:
+            raise ValueError("kernel sizes and dilation must be positive, kernel_step non-negative")
         if not 0.0 <= self.ternary_sparsity < 1.0:
             raise ValueError(f"ternary_sparsity must be in [0, 1), got {self.ternary_sparsity}")
-
-
-def time_depthwise(x, kernel: int, dilation: int, name: str):
-    """Depthwise (kernel, 1) conv over time of [B, T, 1, C], 'same' padding, dilated in time.
-
-    Dilation is written as a polyphase reshape: [B, T, 1, C] -> [B, T/d, d, C] puts time step i*d + p
-    in column p, so an undilated (kernel, 1) conv over the rows is the dilated conv, and the reshapes
-    are free. Keras' dilation_rate instead converts to SPACE_TO_BATCH_ND -> DEPTHWISE_CONV_2D ->
-    BATCH_TO_SPACE_ND, which the converter does not fuse and TFLM computed wrongly in int8 (off by
-    ~1.0 on unit-scale outputs where LiteRT's reference kernels were right; TFLM dev20261023).
-    """
-    layer = L.DepthwiseConv2D((kernel, 1), padding="same", use_bias=False, name=name)
-    if dilation == 1:
-        return layer(x)
-    steps, channels = x.shape[1], x.shape[-1]
-    pad = -steps % dilation  # zero frames at the end, as 'same' padding would supply them
-    if pad:
-        x = L.ZeroPadding2D(((0, pad), (0, 0)), name=f"{name}_pad")(x)
-    x = L.Reshape(((steps + pad) // dilation, dilation, channels), name=f"{name}_phases")(x)
-    x = L.Reshape((steps + pad, 1, channels), name=f"{name}_time")(layer(x))
-    return L.Cropping2D(((0, pad), (0, 0)), name=f"{name}_crop")(x) if pad else x
 
 
 class _Builder:
@@ -98,7 +76,8 @@ class _Builder:
 
     def separable(self, x, filters: int, kernel: int, name: str, dilation: int = 1):
         """Time-channel separable conv + BN (activation left to the caller, for the residual add)."""
-        x = time_depthwise(x, kernel, dilation, f"{name}dw")
+        x = L.DepthwiseConv2D((kernel, 1), padding="same", dilation_rate=(dilation, 1), use_bias=False,
+                              name=f"{name}dw")(x)
         x = self.pointwise(x, filters, f"{name}pw")
         return L.BatchNormalization(name=f"{name}bn")(x)
 
@@ -123,7 +102,6 @@ class _Builder:
 def build_matchboxnet(cfg: MatchboxNetConfig, *, input_shape, num_classes, feature_stats=None) -> keras.Model:
     inputs, x = feature_input(input_shape, feature_stats)
     # [B, T, bins, 1] -> [B, T, 1, bins]: same memory order, so a free RESHAPE; bins become channels.
-    # Static target shape: with -1 the converter lost the time length (inferred [1, 1, 1, bins]).
     x = L.Reshape((input_shape[0], 1, input_shape[1]), name="bins_to_channels")(x)
     b = _Builder(cfg)
     x = b.activate(b.separable(x, cfg.prologue_channels, cfg.prologue_kernel, "prologue_"), "prologue_")

@@ -63,17 +63,23 @@ def model_config(name: str, **overrides) -> Any:
     return dataclasses.replace(entry.config, **overrides)
 
 
-def create_model(name: str, *, input_shape=(49, 10), num_classes: int = 12, feature_stats=None,
+DEFAULT_INPUT_SHAPE = (49, 10)  # MLPerf Tiny's 49 frames x 10 MFCC
+
+
+def create_model(name: str, *, input_shape=None, num_classes: int = 12, feature_stats=None,
                  **overrides) -> keras.Model:
     """Builds a registered model.
 
-    input_shape: features (frames, bins) from the frontend, or (samples,) for raw-waveform models.
+    input_shape: features (frames, bins) from the frontend, or (samples,) for raw-waveform models;
+        None takes the preset's `default_input_shape` (or 49 x 10).
     feature_stats: optional (mean, variance) per feature bin, built into the graph as the first layer
         so the exported model consumes raw frontend output.
     overrides: replace fields of the preset's config dataclass.
     """
     entry = get_entry(name)
     config = model_config(name, **overrides)
+    if input_shape is None:
+        input_shape = getattr(config, "default_input_shape", None) or DEFAULT_INPUT_SHAPE
     model = entry.builder(config, input_shape=tuple(input_shape), num_classes=num_classes,
                           feature_stats=feature_stats)
     model._name = name  # noqa: SLF001 - keras has no public renamer; the name shows in summaries and files
