@@ -61,6 +61,17 @@ def _cmd_export(args) -> None:
     print(json.dumps(card, indent=2) if args.json else format_card(card))
 
 
+def _cmd_compare(args) -> None:
+    import contextlib
+
+    from kws_zoo.compare import compare, markdown_table
+
+    # With --json, stdout carries only the JSON; training's own messages go to stderr with the progress.
+    with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
+        rows = compare(args.recipes, args.out, epochs=args.epochs, callgrind=args.callgrind)
+    print(json.dumps(rows, indent=2) if args.json else markdown_table(rows))
+
+
 def _cmd_predict(args) -> None:
     from kws_zoo.audio import AudioError, fit_length, read_wav
     from kws_zoo.inference import load_predictor
@@ -121,6 +132,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="export directory (default RUN_DIR/export)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_export)
+
+    p = sub.add_parser("compare", help="train (or resume) and export several recipes; table of cost and accuracy")
+    p.add_argument("recipes", nargs="+", help="recipe files or built-in recipe names")
+    p.add_argument("--out", default=os.path.join("runs", "compare"),
+                   help="runs go to OUT/<recipe>_e<epochs>; compare.md/.json/.png to OUT")
+    p.add_argument("--epochs", type=int, help="same epoch budget for every recipe (overrides each recipe's)")
+    p.add_argument("--callgrind", action="store_true", help="also count instructions per invoke (slow)")
+    p.add_argument("--json", action="store_true", help="print the rows as JSON instead of the Markdown table")
+    p.set_defaults(func=_cmd_compare)
 
     p = sub.add_parser("predict", help="label and score per WAV file")
     p.add_argument("model")

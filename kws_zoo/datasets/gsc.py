@@ -22,7 +22,8 @@ WORDS_V2 = ("backward", "bed", "bird", "cat", "dog", "down", "eight", "five", "f
 def list_words(root: Path) -> list[str]:
     """Word folders: directories not starting with '_' or '.' that hold at least one .wav."""
     if not root.is_dir():
-        raise FileNotFoundError(f"{root}: Speech Commands root not found (set the dataset path)")
+        raise FileNotFoundError(f"{root}: Speech Commands root not found (set the dataset path, or create the "
+                                "built-in synthetic corpus with `kws-zoo make-data`)")
     words = sorted(d.name for d in root.iterdir() if d.is_dir() and d.name[0] not in "_."
                    and any(n.lower().endswith(".wav") for n in os.listdir(d)))
     if not words:
