@@ -24,7 +24,7 @@ train: data
 	kws-zoo train $(RECIPE) --out $(RUN_DIR)
 
 export: train
-	kws-zoo export $(RUN_DIR)
+	kws-zoo export $(RUN_DIR) --callgrind
 
 quickstart: export
 

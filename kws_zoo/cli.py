@@ -57,7 +57,7 @@ def _cmd_evaluate(args) -> None:
 def _cmd_export(args) -> None:
     from kws_zoo.deploy import export_run, format_card
 
-    card = export_run(args.run_dir, out_dir=args.out, progress=not args.json)
+    card = export_run(args.run_dir, out_dir=args.out, progress=not args.json, callgrind=args.callgrind)
     print(json.dumps(card, indent=2) if args.json else format_card(card))
 
 
@@ -130,6 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="int8 TFLite, TFLM verification, C array, op resolver, model card")
     p.add_argument("run_dir")
     p.add_argument("--out", help="export directory (default RUN_DIR/export)")
+    p.add_argument("--callgrind", action="store_true",
+                   help="also count instructions per invoke inside MicroInterpreter::Invoke (valgrind)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_export)
 

@@ -6,7 +6,10 @@ up to its BN, so at inference the sum is one convolution with bias; the extra br
 gradient descent sees the weights (the paper's point: a better optimum for the same deployed model).
 
 Regular and depthwise (depth multiplier 1) forms; any odd kernel such as (k, 1) over time; optional dilation
-shared by every branch, so a small dilated kernel sits on the taps of the main one.
+shared by every branch, so a small dilated kernel sits on the taps of the main one. Padding 'same' (default) or
+'valid' (for streaming models, which pad frequency explicitly and time not at all): with 'valid' every branch
+is convolved zero-padded to the main kernel's size and the identity branch is the input cropped to the
+windows' centres.
 """
 from __future__ import annotations
 
@@ -33,13 +36,14 @@ class RepConv2D(keras.layers.Layer):
     kernel_size: the main (and deployed) kernel; odd sizes only, so every smaller kernel has a centre.
     branch_kernels: the smaller kernels, each no larger than the main one in either axis.
     identity: add a BN-only branch when it exists (stride 1 and as many output as input channels).
+    padding: 'same' or 'valid', as in Conv2D.
     """
 
     def __init__(self, filters: int | None, kernel_size: int | Sequence[int], strides: int | Sequence[int] = 1,
                  dilation_rate: int | Sequence[int] = 1, depthwise: bool = False,
                  branch_kernels: Sequence[int | Sequence[int]] = ((1, 1),), identity: bool = True,
                  momentum: float = 0.99, epsilon: float = 1e-3, kernel_initializer="glorot_uniform",
-                 kernel_regularizer=None, **kwargs):
+                 kernel_regularizer=None, padding: str = "same", **kwargs):
         super().__init__(**kwargs)
         self.filters = None if filters is None else int(filters)
         self.kernel_size = _pair(kernel_size, "kernel_size")
@@ -52,6 +56,9 @@ class RepConv2D(keras.layers.Layer):
         self.epsilon = float(epsilon)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
+        self.padding = str(padding).lower()
+        if self.padding not in ("same", "valid"):
+            raise ValueError(f"{self.name}: padding must be 'same' or 'valid', got {padding!r}")
         if self.filters is None and not self.depthwise:
             raise ValueError(f"{self.name}: a regular RepConv2D needs filters")
         sizes = (self.kernel_size, *self.branch_kernels)
@@ -97,14 +104,25 @@ class RepConv2D(keras.layers.Layer):
         return [[(kh - h) // 2] * 2, [(kw - w) // 2] * 2, [0, 0], [0, 0]]
 
     def _conv(self, x, kernel, size: tuple[int, int]):
-        if size != self.kernel_size and self.strides != (1, 1):
-            # With stride > 1, 'SAME' padding depends on the kernel size (even inputs pad only after), so
-            # a small kernel's windows would not be centred in the main kernel's: convolve it zero-padded.
+        if size != self.kernel_size and (self.strides != (1, 1) or self.padding == "valid"):
+            # With stride > 1, 'SAME' padding depends on the kernel size (even inputs pad only after), and
+            # 'VALID' windows start at the main kernel's corner, so a small kernel's windows would not be
+            # centred in the main kernel's: convolve it zero-padded to the main size.
             kernel = tf.pad(kernel, self._centre_pad(size))
-        strides = (1, *self.strides, 1)
+        strides, padding = (1, *self.strides, 1), self.padding.upper()
         if self.depthwise:
-            return tf.nn.depthwise_conv2d(x, kernel, strides, "SAME", dilations=self.dilation_rate)
-        return tf.nn.conv2d(x, kernel, strides, "SAME", dilations=self.dilation_rate)
+            return tf.nn.depthwise_conv2d(x, kernel, strides, padding, dilations=self.dilation_rate)
+        return tf.nn.conv2d(x, kernel, strides, padding, dilations=self.dilation_rate)
+
+    def _identity_input(self, inputs, out):
+        """The input under each output position: itself for 'same', the windows' centres for 'valid'."""
+        if self.padding == "same":
+            return inputs
+        (kh, kw), (dh, dw) = self.kernel_size, self.dilation_rate
+        top, left = kh // 2 * dh, kw // 2 * dw
+        height = out.shape[1] if out.shape[1] is not None else tf.shape(out)[1]
+        width = out.shape[2] if out.shape[2] is not None else tf.shape(out)[2]
+        return inputs[:, top:top + height, left:left + width]
 
     def call(self, inputs, training=None):
         out = None
@@ -112,7 +130,7 @@ class RepConv2D(keras.layers.Layer):
             y = bn(self._conv(inputs, kernel, size), training=training)
             out = y if out is None else out + y
         if self.identity_bn is not None:
-            out = out + self.identity_bn(inputs, training=training)
+            out = out + self.identity_bn(self._identity_input(inputs, out), training=training)
         return out
 
     def fused_kernel_bias(self) -> tuple[np.ndarray, np.ndarray]:
@@ -143,7 +161,7 @@ class RepConv2D(keras.layers.Layer):
     def plain_layer(self) -> tuple[keras.layers.Layer, list[np.ndarray]]:
         """(standard Conv2D/DepthwiseConv2D with bias, its weights): this layer's inference form under
         its own name (the kws_zoo.layers.plain protocol)."""
-        common = dict(kernel_size=self.kernel_size, strides=self.strides, padding="same",
+        common = dict(kernel_size=self.kernel_size, strides=self.strides, padding=self.padding,
                       dilation_rate=self.dilation_rate, use_bias=True, name=self.name, dtype=self.dtype_policy)
         layer = (keras.layers.DepthwiseConv2D(**common) if self.depthwise
                  else keras.layers.Conv2D(self.kernels[0].shape[-1], **common))
@@ -155,4 +173,4 @@ class RepConv2D(keras.layers.Layer):
                 "branch_kernels": self.branch_kernels, "identity": self.identity, "momentum": self.momentum,
                 "epsilon": self.epsilon,
                 "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
-                "kernel_regularizer": keras.regularizers.serialize(self.kernel_regularizer)}
+                "kernel_regularizer": keras.regularizers.serialize(self.kernel_regularizer), "padding": self.padding}

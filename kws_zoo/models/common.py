@@ -21,10 +21,46 @@ def feature_input(input_shape, feature_stats=None):
     return inputs, x
 
 
-def conv_bn_relu(x, filters, kernel, strides=1, name="", depthwise=False, bn_momentum=0.99):
+# How a convolution pads the time axis (frequency is always padded as 'same'):
+#   same    centred: the default, reads future frames, does not stream;
+#   valid   not at all: every output sees only real frames, so a streaming model (kws_zoo.streaming) equals
+#           this model on the window ending at each step, exactly;
+#   causal  zeros in the past only: output as long as the input, streams, but equals this model only for
+#           the first window of a stream (afterwards the stream holds real past frames where it saw zeros).
+TIME_PADDINGS = ("same", "valid", "causal")
+
+
+def _pair(v) -> tuple[int, int]:
+    return (int(v), int(v)) if np.isscalar(v) else tuple(int(i) for i in v)
+
+
+def same_padding(size: int, kernel: int, stride: int = 1, dilation: int = 1) -> tuple[int, int]:
+    """(before, after) that TensorFlow's 'SAME' pads an axis of `size` with."""
+    reach = (kernel - 1) * dilation + 1
+    total = max((-(-size // stride) - 1) * stride + reach - size, 0)
+    return total // 2, total - total // 2
+
+
+def pad_time(x, kernel, strides=1, dilation=1, time_padding: str = "same", name: str = ""):
+    """(x, padding for the conv): 'same' leaves x and says 'same'; otherwise x gets an explicit ZeroPadding2D
+    (frequency as 'same', time per `time_padding`, none when nothing to pad) and the conv pads 'valid'."""
+    if time_padding not in TIME_PADDINGS:
+        raise ValueError(f"time_padding must be one of {TIME_PADDINGS}, got {time_padding!r}")
+    if time_padding == "same":
+        return x, "same"
+    (kt, kf), (st, sf), (dt, df) = _pair(kernel), _pair(strides), _pair(dilation)
+    past = max((kt - 1) * dt + 1 - st, 0) if time_padding == "causal" else 0
+    freq = same_padding(int(x.shape[2]), kf, sf, df)
+    if past or any(freq):
+        x = keras.layers.ZeroPadding2D(((past, 0), freq), name=f"{name}pad")(x)
+    return x, "valid"
+
+
+def conv_bn_relu(x, filters, kernel, strides=1, name="", depthwise=False, bn_momentum=0.99, time_padding="same"):
+    x, padding = pad_time(x, kernel, strides, 1, time_padding, name)
     if depthwise:
-        x = keras.layers.DepthwiseConv2D(kernel, strides=strides, padding="same", use_bias=False, name=f"{name}dw")(x)
+        x = keras.layers.DepthwiseConv2D(kernel, strides=strides, padding=padding, use_bias=False, name=f"{name}dw")(x)
     else:
-        x = keras.layers.Conv2D(filters, kernel, strides=strides, padding="same", use_bias=False, name=f"{name}conv")(x)
+        x = keras.layers.Conv2D(filters, kernel, strides=strides, padding=padding, use_bias=False, name=f"{name}conv")(x)
     x = keras.layers.BatchNormalization(momentum=bn_momentum, name=f"{name}bn")(x)
     return keras.layers.ReLU(name=f"{name}relu")(x)

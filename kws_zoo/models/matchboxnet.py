@@ -26,7 +26,7 @@ import dataclasses
 
 from kws_zoo.compat import keras
 from kws_zoo.layers.ternary_pointwise import TernaryPointwise, export_form  # noqa: F401 (re-export)
-from kws_zoo.models.common import feature_input
+from kws_zoo.models.common import feature_input, pad_time
 from kws_zoo.models.registry import register_model
 
 L = keras.layers
@@ -49,6 +49,9 @@ class MatchboxNetConfig:
     ternary_sparsity: float = 0.5  # fraction of zeros (our default, not from the paper)
     ternary_seed: int = 0      # layer i uses seed ternary_seed * 1000 + i
     default_input_shape: tuple[int, int] = (98, 64)  # 1 s of 64 MFCC at 10 ms hop, 25 ms window
+    # 'valid' or 'causal' to stream (kws_zoo.models.common.TIME_PADDINGS); with 'valid' each block's residual
+    # is cropped at its oldest frames to the main path's shorter length.
+    time_padding: str = "same"
 
     def __post_init__(self):
         if min(self.blocks, self.repeats, self.channels) < 1:
@@ -76,7 +79,8 @@ class _Builder:
 
     def separable(self, x, filters: int, kernel: int, name: str, dilation: int = 1):
         """Time-channel separable conv + BN (activation left to the caller, for the residual add)."""
-        x = L.DepthwiseConv2D((kernel, 1), padding="same", dilation_rate=(dilation, 1), use_bias=False,
+        x, padding = pad_time(x, (kernel, 1), 1, (dilation, 1), self.cfg.time_padding, name)
+        x = L.DepthwiseConv2D((kernel, 1), padding=padding, dilation_rate=(dilation, 1), use_bias=False,
                               name=f"{name}dw")(x)
         x = self.pointwise(x, filters, f"{name}pw")
         return L.BatchNormalization(name=f"{name}bn")(x)
@@ -94,6 +98,9 @@ class _Builder:
             sub = f"{name}r{r + 1}_"
             x = self.separable(x, cfg.channels, kernel, sub)
             if r == cfg.repeats - 1:
+                extra = residual.shape[1] - x.shape[1]  # > 0 only with 'valid' time padding
+                if extra:
+                    residual = L.Cropping2D(((extra, 0), (0, 0)), name=f"{name}res_crop")(residual)
                 x = L.Add(name=f"{name}add")([x, residual])
             x = self.activate(x, sub)
         return x
@@ -119,8 +126,8 @@ def build_matchboxnet(cfg: MatchboxNetConfig, *, input_shape, num_classes, featu
 
 
 def _register(name: str, cfg: MatchboxNetConfig, description: str) -> None:
-    register_model(name, family="matchboxnet", builder=build_matchboxnet, config=cfg, streamable=False,
-                   description=description)
+    register_model(name, family="matchboxnet", builder=build_matchboxnet, config=cfg,
+                   streamable=cfg.time_padding != "same", description=description)
 
 
 for _b, _r in ((3, 1), (3, 2), (6, 2)):
@@ -129,6 +136,14 @@ for _b, _r in ((3, 1), (3, 2), (6, 2)):
               f"MatchboxNet {_b}x{_r}x64 on 64 MFCC (time-channel separable convs)")
     _register(f"{_name}_ternary", MatchboxNetConfig(blocks=_b, repeats=_r, ternary=True),
               f"MatchboxNet {_b}x{_r}x64 with constant sparse ternary 1x1 convs (arXiv 2103.17142)")
+# Streaming twins of 3x1x64: 'valid' time convs, so the streaming graph equals the model on every window. The
+# epilogue's dilation 2 (57 frames) would make the receptive field 109 frames, more than the 98-frame window;
+# dilation 1 gives 81 frames (0.8 s) and 18 positions averaged.
+for _ternary in (False, True):
+    _register("matchboxnet_3x1x64" + ("_ternary" if _ternary else "") + "_stream",
+              MatchboxNetConfig(ternary=_ternary, epilogue_dilation=1, time_padding="valid"),
+              "MatchboxNet 3x1x64" + (" ternary" if _ternary else "") + " for streaming: 'valid' time convs, "
+              "epilogue dilation 1")
 # Spends the trainable parameters the ternary 1x1s free on depth: 6x3x64 ternary has 99.6% of the
 # dense 3x1x64's trainable parameters.
 _register("matchboxnet_3x1x64_ternary_deep", MatchboxNetConfig(blocks=6, repeats=3, ternary=True),

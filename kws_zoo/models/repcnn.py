@@ -19,7 +19,7 @@ import dataclasses
 
 from kws_zoo.compat import keras
 from kws_zoo.layers.rep_conv import RepConv2D
-from kws_zoo.models.common import feature_input
+from kws_zoo.models.common import feature_input, pad_time
 from kws_zoo.models.registry import register_model
 
 L = keras.layers
@@ -37,6 +37,10 @@ class RepCnnConfig:
     temporal_dilation: int = 2
     dropout: float = 0.1
     plain: bool = False  # uni-branch twin: Conv2D + BN in training, same graph after reparameterize
+    # 'valid' or 'causal' to stream (kws_zoo.models.common.TIME_PADDINGS); time_strides=False applies the
+    # strides to frequency only, so a streaming step is one frame (see kws_zoo.streaming).
+    time_padding: str = "same"
+    time_strides: bool = True
 
 
 def _conv(x, cfg: RepCnnConfig, name: str, *, filters: int | None, kernel: tuple[int, int], strides: int = 1,
@@ -44,13 +48,15 @@ def _conv(x, cfg: RepCnnConfig, name: str, *, filters: int | None, kernel: tuple
     """One conv position -> ReLU: RepConv2D, or conv + BN in the plain twin. The conv is named `name`
     in both, so after reparameterize (BN folded into the conv) the two graphs match name for name."""
     depthwise = filters is None
+    strides = (strides if cfg.time_strides else 1, strides)
+    x, padding = pad_time(x, kernel, strides, dilation, cfg.time_padding, f"{name}_")
     if cfg.plain:
-        common = dict(strides=strides, padding="same", dilation_rate=dilation, use_bias=False, name=name)
+        common = dict(strides=strides, padding=padding, dilation_rate=dilation, use_bias=False, name=name)
         conv = L.DepthwiseConv2D(kernel, **common) if depthwise else L.Conv2D(filters, kernel, **common)
         x = L.BatchNormalization(name=f"{name}_bn")(conv(x))
     else:
         x = RepConv2D(filters, kernel, strides=strides, dilation_rate=dilation, depthwise=depthwise,
-                      branch_kernels=branches, name=name)(x)
+                      branch_kernels=branches, padding=padding, name=name)(x)
     return L.ReLU(name=f"{name}_relu")(x)
 
 
@@ -92,3 +98,10 @@ for _name, (_cfg, _size) in _PRESETS.items():
     register_model(f"{_name}_plain", family="repcnn", builder=build_repcnn,
                    config=dataclasses.replace(_cfg, plain=True),
                    description=f"uni-branch twin of {_name}: same inference graph, trained as conv + BN")
+# Streaming twin of RepCNN-S: 'valid' time convs and strides in frequency only. Strided in time too, its 49-frame
+# window would not tile (every time-strided layer needs (frames - window) divisible by its stride, and the
+# dilated temporal conv needs 9 frames after three halvings). It streams in its inference form: to_streaming
+# swaps every RepConv2D for its one fused conv (kws_zoo.layers.plain).
+register_model("repcnn_s_stream", family="repcnn", builder=build_repcnn,
+               config=dataclasses.replace(_PRESETS["repcnn_s"][0], time_padding="valid", time_strides=False),
+               streamable=True, description="RepCNN-S for streaming: 'valid' time convs, time stride 1")

@@ -1,0 +1,97 @@
+"""What streaming saves: MACs and weight reads per second of audio, TFLM arena and state bytes, per form.
+
+The non-streaming baseline recomputes the whole window every `recompute_ms` (20 ms: a decision as often as
+a 20 ms hop streaming model gives one); the streaming forms run once per step (frames_per_step hops).
+Weight bytes read per second count every constant tensor of the int8 graph once per invoke: a lower
+bound (a cache-less MCU kernel re-reads a conv's weights at every output position), and the same per invoke
+for both forms, so streaming saves weight traffic only by invoking less often, not per invoke.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from kws_zoo.compat import keras
+from kws_zoo.layers.stream import Stream
+from kws_zoo.profile import _COUNTED, _layer_macs, count_macs, read_tflite
+from kws_zoo.reparam import reparameterize
+from kws_zoo.streaming import streaming_spec, to_streaming
+
+
+def step_macs(stream_model: keras.Model) -> int:
+    """MACs of one streaming step: each Stream's layer over its ring buffer, other layers as usual."""
+    total = 0
+    for layer in stream_model.layers:
+        if isinstance(layer, Stream):
+            frames = tuple(layer.input_shape[0] if isinstance(layer.input_shape, list) else layer.input_shape)
+            buffer = (1, layer.state_frames + frames[1], *frames[2:])
+            total += _layer_macs(layer.layer, buffer, layer.layer.compute_output_shape(buffer))
+        elif isinstance(layer, _COUNTED):
+            total += _layer_macs(layer, layer.input_shape, layer.output_shape)
+    return int(total)
+
+
+def weight_bytes(model_bytes: bytes) -> int:
+    """Bytes of the constant tensors (weights, biases, shapes) the main subgraph's ops read per invoke."""
+    model = read_tflite(model_bytes)
+    sub = model.Subgraphs(0)
+    used = {op_in for i in range(sub.OperatorsLength()) for op_in in
+            (sub.Operators(i).Inputs(j) for j in range(sub.Operators(i).InputsLength())) if op_in >= 0}
+    total = 0
+    for t in used:
+        buffer = model.Buffers(sub.Tensors(t).Buffer())
+        total += buffer.DataLength() if buffer is not None else 0
+    return int(total)
+
+
+def streaming_cost(model: keras.Model, *, hop_ms: float, representative: np.ndarray, recompute_ms: float = 20.0,
+                   max_steps: int = 300) -> dict:
+    """Cost of `model` run as a whole window every recompute_ms and streamed (external and internal state),
+    each as int8 on TFLM. representative: feature streams [N, T, ...] for calibration (T >= window)."""
+    from kws_zoo.export import to_tflite_int8
+    from kws_zoo.streaming_export import to_tflite_streaming
+    from tflm.runtime import TflmModel
+    from tflm.streaming import TflmStreamingModel
+
+    spec = streaming_spec(model)
+    window = spec.window_frames
+    representative = np.asarray(representative, np.float32)
+    windows = np.stack([s[t:t + window] for s in representative
+                        for t in range(0, representative.shape[1] - window + 1, max(1, window // 4))])
+    inference = reparameterize(model)  # what kws_zoo.deploy exports: branches merged, BN folded, layers standard
+    whole = to_tflite_int8(inference, windows, num_samples=max_steps)
+    per_s = 1000.0 / recompute_ms
+    macs = count_macs(inference)
+    report = {"window_frames": window, "frames_per_step": spec.frames_per_step, "hop_ms": hop_ms,
+              "recompute_ms": recompute_ms, "padding": spec.padding,
+              "non_streaming": _row(macs, per_s, whole, TflmModel(whole).arena_bytes, state=0)}
+    steps_per_s = 1000.0 / (hop_ms * spec.frames_per_step)
+    for mode in ("external", "internal"):
+        stream_model = to_streaming(model, mode)
+        int8 = to_tflite_streaming(stream_model, representative, max_steps=max_steps)
+        tflm = TflmStreamingModel(int8)
+        report[mode] = _row(step_macs(stream_model), steps_per_s, int8, tflm.arena_bytes, tflm.state_bytes)
+    report["macs_per_s_ratio"] = report["non_streaming"]["macs_per_s"] / report["external"]["macs_per_s"]
+    return report
+
+
+def _row(macs: int, invokes_per_s: float, model_bytes: bytes, arena: int, state: int) -> dict:
+    weights = weight_bytes(model_bytes)
+    return {"macs_per_invoke": int(macs), "invokes_per_s": invokes_per_s, "macs_per_s": macs * invokes_per_s,
+            "weight_bytes": weights, "weight_bytes_per_s": weights * invokes_per_s, "flash_bytes": len(model_bytes),
+            "arena_bytes": int(arena), "state_bytes": int(state)}
+
+
+def format_cost(name: str, report: dict) -> str:
+    """A Markdown table of one model's report."""
+    rows = [f"{name}: window {report['window_frames']} frames of {report['hop_ms']:g} ms, step "
+            f"{report['frames_per_step']} frame(s), padding {report['padding']}; non-streaming recomputed every "
+            f"{report['recompute_ms']:g} ms",
+            "", "| form | MACs/invoke | invokes/s | MACs/s | weight bytes read/s | flash | arena | state bytes |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for form in ("non_streaming", "external", "internal"):
+        r = report[form]
+        rows.append(f"| {form} | {r['macs_per_invoke']:,} | {r['invokes_per_s']:g} | {r['macs_per_s']:,.0f} | "
+                    f"{r['weight_bytes_per_s']:,.0f} | {r['flash_bytes']:,} | {r['arena_bytes']:,} | "
+                    f"{r['state_bytes']:,} |")
+    rows.append(f"\nMACs/s, non-streaming / streaming: {report['macs_per_s_ratio']:.1f}x")
+    return "\n".join(rows)

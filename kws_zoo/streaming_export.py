@@ -1,0 +1,113 @@
+"""Streaming models (kws_zoo.streaming) -> full-integer int8 .tflite, external or internal state.
+
+Both are converted with batch 1 and a step's frames as input, and calibrated on real streams: the
+external form on (frames, states) pairs recorded by running the float streaming model over
+representative feature streams, the internal form on the frames in stream order (the calibrator keeps
+the variables between samples, so they see the values a stream gives them).
+
+External state: inputs and outputs keep their Keras names through the .tflite signature ('features',
+'<layer>_state' in; 'logits', '<layer>_state' out), so a runner pairs them by name, not by position
+(the converter orders tensors by name). A state comes back with its input's scale and zero point
+(CONCATENATION and STRIDED_SLICE keep them), so firmware copies the int8 bytes back unchanged;
+`state_pairs` checks that.
+Internal state: VAR_HANDLE / READ_VARIABLE / ASSIGN_VARIABLE, with an init subgraph (CALL_ONCE) that zeroes
+the variables. The variables are quantized with TFLite's experimental variable quantization
+(`_experimental_variable_quantization`, a converter attribute without a public switch): without it they
+stay float and the graph gets DEQUANTIZE/QUANTIZE islands around every state.
+"""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from kws_zoo.compat import keras, tf
+from kws_zoo.profile import float_ops, read_tflite
+from kws_zoo.streaming import run_stream, zero_states
+
+
+def _is_external(stream_model: keras.Model) -> bool:
+    return len(stream_model.inputs) > 1
+
+
+def _names(stream_model: keras.Model) -> list[str]:
+    return [t.name.split(":")[0] for t in stream_model.inputs]
+
+
+def _concrete(stream_model: keras.Model):
+    names = _names(stream_model)
+    specs = [tf.TensorSpec((1, *t.shape[1:]), t.dtype, name=n) for t, n in zip(stream_model.inputs, names)]
+    if not _is_external(stream_model):
+        fn = tf.function(lambda x: {"logits": stream_model(x, training=False)}, input_signature=specs)
+        return fn.get_concrete_function()
+
+    def step(*xs):
+        logits, *states = stream_model(list(xs), training=False)
+        return {"logits": logits, **dict(zip(names[1:], states))}
+
+    return tf.function(step, input_signature=specs).get_concrete_function()
+
+
+def calibration_steps(stream_model: keras.Model, features: np.ndarray, max_steps: int = 500) -> list[list[np.ndarray]]:
+    """Up to max_steps model inputs ([frames, *states], batch 1) met while streaming features [N, T, ...]
+    from zero states, spread over every stream and every time."""
+    features = np.asarray(features, np.float32)
+    step = stream_model.inputs[0].shape[1]
+    if not _is_external(stream_model):
+        chunks = features[:, : features.shape[1] // step * step].reshape(-1, step, *features.shape[2:])
+        return [[c[None]] for c in chunks[:max_steps]]
+    call = tf.function(lambda *xs: stream_model(list(xs), training=False))
+    steps = features.shape[1] // step
+    # Evenly spaced steps (all streams at each), skipping the first ones whose states are still mostly zeros.
+    record = set(np.linspace(min(steps - 1, steps // 4), steps - 1, max(1, max_steps // len(features))).astype(int))
+    states = [tf.constant(s) for s in zero_states(stream_model, len(features))]
+    samples = []
+    for i in range(steps):
+        frames = features[:, i * step:(i + 1) * step]
+        if i in record:
+            values = [s.numpy() for s in states]
+            samples += [[frames[b:b + 1], *(v[b:b + 1] for v in values)] for b in range(len(features))]
+        _, *states = call(tf.constant(frames), *states)
+    return samples[:max_steps]
+
+
+def to_tflite_streaming(stream_model: keras.Model, representative: np.ndarray | None = None,
+                        max_steps: int = 500) -> bytes:
+    """int8 .tflite of a streaming model (float when representative is None), calibrated by streaming
+    `representative` features [N, T, ...] (a few long streams or many clips)."""
+    conv = tf.lite.TFLiteConverter.from_concrete_functions([_concrete(stream_model)], stream_model)
+    if not _is_external(stream_model):
+        conv.experimental_enable_resource_variables = True
+    if representative is not None:
+        samples = calibration_steps(stream_model, representative, max_steps)
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        names = _names(stream_model)
+        # By signature name: the converter orders the inputs by name, not as the Keras model does.
+        conv.representative_dataset = lambda: (dict(zip(names, s)) for s in samples)
+        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        conv.inference_input_type = tf.int8
+        conv.inference_output_type = tf.int8
+        if not _is_external(stream_model):
+            conv._experimental_variable_quantization = True  # noqa: SLF001 - see the module docstring
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
+        model_bytes = bytes(conv.convert())
+    floats = float_ops(model_bytes) if representative is not None else []
+    if floats:
+        raise ValueError(f"{stream_model.name}: int8 streaming export left float ops {floats}")
+    return model_bytes
+
+
+def signature_io(model_bytes: bytes) -> tuple[dict[str, int], dict[str, int]]:
+    """({input name: input position}, {output name: output position}) from the .tflite signature."""
+    model = read_tflite(model_bytes)
+    sub = model.Subgraphs(0)
+    if model.SignatureDefsLength() != 1:
+        raise ValueError(f"expected one signature, found {model.SignatureDefsLength()}")
+    sig = model.SignatureDefs(0)
+    in_pos = {sub.Inputs(i): i for i in range(sub.InputsLength())}
+    out_pos = {sub.Outputs(i): i for i in range(sub.OutputsLength())}
+    inputs = {sig.Inputs(i).Name().decode(): in_pos[sig.Inputs(i).TensorIndex()] for i in range(sig.InputsLength())}
+    outputs = {sig.Outputs(i).Name().decode(): out_pos[sig.Outputs(i).TensorIndex()]
+               for i in range(sig.OutputsLength())}
+    return inputs, outputs

@@ -1,0 +1,108 @@
+"""Run a streaming .tflite (kws_zoo.streaming_export) step by step on the real TFLite Micro interpreter.
+
+External state: the runner owns the int8 state tensors and feeds every output state back as the next
+input, as firmware would (a copy of int8 bytes; requantized only if the converter gave an output state other
+quantization than its input, which `requantized_states` then lists). Internal state: the interpreter keeps
+it in its resource variables, one stream per interpreter.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from kws_zoo.export import dequantize, quantize
+from kws_zoo.streaming_export import signature_io
+from tflm.runtime import TflmModel, _quant
+
+
+class TflmStreamingModel(TflmModel):
+    """TflmModel for a streaming graph: step(frames) -> logits, run(features) -> logits per step.
+
+    Attributes beyond TflmModel's: external (bool), frames_per_step, state_bytes (int8 state bytes kept
+    between steps, outside the arena for external state, in it for internal), requantized_states.
+    """
+
+    def __init__(self, model_bytes: bytes, arena_size: int | None = None):
+        super().__init__(model_bytes, arena_size)
+        inputs, outputs = signature_io(self._model)
+        if "features" not in inputs or "logits" not in outputs:
+            raise ValueError(f"not a kws_zoo streaming model: inputs {sorted(inputs)}, outputs {sorted(outputs)}")
+        interp = self._interp
+        self._frames_index, self._logits_index = inputs["features"], outputs["logits"]
+        frames = interp.get_input_details(self._frames_index)
+        self.frames_shape = tuple(int(d) for d in frames["shape"])
+        self.frames_per_step = self.frames_shape[1]
+        self.frames_quant = _quant(frames)
+        self.logits_quant = _quant(interp.get_output_details(self._logits_index))
+        self._states = []  # (input index, output index, shape, dtype, in quant, out quant, name)
+        for name, index in sorted(inputs.items()):
+            if name == "features":
+                continue
+            if name not in outputs:
+                raise ValueError(f"state input {name!r} has no output of the same name")
+            din, dout = interp.get_input_details(index), interp.get_output_details(outputs[name])
+            self._states.append((index, outputs[name], tuple(int(d) for d in din["shape"]), din["dtype"],
+                                 _quant(din), _quant(dout), name))
+        self.external = bool(self._states)
+        self.requantized_states = [st[6] for st in self._states if st[4] != st[5]]
+        self.state_bytes = (sum(int(np.prod(s[2])) * np.dtype(s[3]).itemsize for s in self._states)
+                            if self.external else _variable_bytes(self._model))
+        self.reset()
+
+    def reset(self) -> None:
+        """A fresh stream: zero states (the zero point of each int8 state)."""
+        if self.external:
+            self._values = [np.full(shape, 0 if q is None else q[1], dtype) for _, _, shape, dtype, q, _, _ in
+                            self._states]
+        else:
+            self._interp.reset()
+
+    def step(self, frames: np.ndarray) -> np.ndarray:
+        """frames [frames_per_step, bins] float (or int8 already quantized) -> logits [classes] float."""
+        x = np.asarray(frames).reshape(self.frames_shape)
+        if self.frames_quant is not None and np.issubdtype(x.dtype, np.floating):
+            x = quantize(x, *self.frames_quant)
+        interp = self._interp
+        interp.set_input(x, self._frames_index)
+        for value, (index, *_rest) in zip(self._values if self.external else [], self._states):
+            interp.set_input(value, index)
+        interp.invoke()
+        self._invokes += 1
+        if self.external:
+            values = []
+            for _, out_index, _, _, q_in, q_out, _ in self._states:
+                value = np.array(interp.get_output(out_index), copy=True)
+                if q_in != q_out:  # the graph changed the state's quantization: requantize as firmware must
+                    value = quantize(dequantize(value, *q_out), *q_in)
+                values.append(value)
+            self._values = values
+        logits = np.array(interp.get_output(self._logits_index), copy=True).reshape(-1)
+        return dequantize(logits, *self.logits_quant) if self.logits_quant is not None else logits
+
+    def run(self, features: np.ndarray, reset: bool = True) -> np.ndarray:
+        """features [T, bins] (T a multiple of frames_per_step) -> logits [T / frames_per_step, classes]."""
+        features = np.asarray(features)
+        if len(features) % self.frames_per_step:
+            raise ValueError(f"{len(features)} frames are not a multiple of the step ({self.frames_per_step})")
+        if reset:
+            self.reset()
+        s = self.frames_per_step
+        return np.stack([self.step(features[t:t + s]) for t in range(0, len(features), s)])
+
+
+def _variable_bytes(model_bytes: bytes) -> int:
+    """Bytes of the resource variables' values: the tensors ASSIGN_VARIABLE writes."""
+    from tensorflow.lite.python import schema_py_generated as fb
+
+    from kws_zoo.profile import _op_name, read_tflite
+
+    sizes = {fb.TensorType.INT8: 1, fb.TensorType.INT16: 2, fb.TensorType.INT32: 4, fb.TensorType.FLOAT32: 4}
+    model = read_tflite(model_bytes)
+    total = 0
+    for s in range(model.SubgraphsLength()):
+        sub = model.Subgraphs(s)
+        for i in range(sub.OperatorsLength()):
+            op = sub.Operators(i)
+            if _op_name(model, op.OpcodeIndex()) == "ASSIGN_VARIABLE" and s == 0:
+                t = sub.Tensors(op.Inputs(1))
+                total += int(np.prod(t.ShapeAsNumpy())) * sizes[t.Type()]
+    return total
