@@ -68,7 +68,7 @@ class _Tensor:
 
 @dataclasses.dataclass
 class _Plan:
-    kind: str                   # input | copy | stream | reshape | pass | freq_only
+    kind: str                   # input | copy | stream | reshape | pass | freq_only | mean_conv
     state_frames: int = 0
     config: dict | None = None  # for the streaming layer (copy/stream/reshape/freq_only)
     window: str = ""            # for a time window: "valid", "causal" (zero-padded past) or "pool" (time pool)
@@ -128,6 +128,13 @@ def _plan_layer(layer, ins: list[_Tensor], in_shapes: list[tuple], out_shape: tu
             raise StreamingError(f"{name} is zero-padded by {first.pad_past} past frames; causal padding must be "
                                  f"exactly its time window minus its stride ({k - s})")
         if k == 1 and s == 1:
+            if isinstance(layer, L.AveragePooling2D) and padding == "valid":
+                # A mean over frequency as a depthwise conv of 1/n weights: int8 AVERAGE_POOL_2D needs its input's
+                # scale, and the converter, unifying it with the ring buffer's, would impose the narrow range of
+                # the mean on the pool's wide input (measured: BC-ResNet's top-1 fell to 20%). A conv has its own.
+                conv = {"name": layer.name, "kernel_size": tuple(cfg["pool_size"]), "strides": tuple(cfg["strides"]),
+                        "padding": "valid", "use_bias": False, "dtype": cfg.get("dtype")}
+                return _Plan("mean_conv", config=conv), first
             return _Plan("copy", config=cfg), first
         if padding != "valid":
             raise StreamingError(f"{name} has padding {padding!r} with a time window of {k} frames: it reads future "
@@ -263,7 +270,8 @@ def to_streaming(model: keras.Model, mode: str = "external") -> keras.Model:
         if plan.kind == "pass":
             tensors[layer.name] = x
             continue
-        new = layer.__class__.from_config(plan.config)
+        new = (L.DepthwiseConv2D.from_config(plan.config) if plan.kind == "mean_conv"
+               else layer.__class__.from_config(plan.config))
         if plan.kind == "stream":
             stream = Stream(new, plan.state_frames, mode, name=layer.name)
             streams[layer.name] = stream
@@ -284,6 +292,10 @@ def to_streaming(model: keras.Model, mode: str = "external") -> keras.Model:
                                [logits, *state_outputs] if mode == "external" else logits,
                                name=f"{model.name}_stream_{mode}")
     for layer in plain.layers:
+        if plans[layer.name].kind == "mean_conv":
+            conv = stream_model.get_layer(layer.name)
+            kernel = conv.get_weights()[0]
+            conv.set_weights([np.full_like(kernel, 1.0 / np.prod(kernel.shape[:2]))])
         if not layer.weights or plans[layer.name].kind == "pass":
             continue
         target = streams[layer.name].layer if layer.name in streams else stream_model.get_layer(layer.name)

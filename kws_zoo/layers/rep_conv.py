@@ -104,30 +104,40 @@ class RepConv2D(keras.layers.Layer):
         return [[(kh - h) // 2] * 2, [(kw - w) // 2] * 2, [0, 0], [0, 0]]
 
     def _conv(self, x, kernel, size: tuple[int, int]):
-        if size != self.kernel_size and (self.strides != (1, 1) or self.padding == "valid"):
-            # With stride > 1, 'SAME' padding depends on the kernel size (even inputs pad only after), and
-            # 'VALID' windows start at the main kernel's corner, so a small kernel's windows would not be
-            # centred in the main kernel's: convolve it zero-padded to the main size.
-            kernel = tf.pad(kernel, self._centre_pad(size))
         strides, padding = (1, *self.strides, 1), self.padding.upper()
+        if size != self.kernel_size and self.padding == "valid":
+            # 'VALID' windows start at the main kernel's corner: shift the input by the small kernel's offset
+            # in the main one (cropping the surplus outputs later). Zero-padding the small kernel instead
+            # would be simpler, but oneDNN's graph rewrite aborts on a VALID conv with a computed filter + BN.
+            (kh, kw), (h, w), (dh, dw) = self.kernel_size, size, self.dilation_rate
+            x = x[:, (kh - h) // 2 * dh:, (kw - w) // 2 * dw:]
+        elif size != self.kernel_size and self.strides != (1, 1):
+            # With stride > 1, 'SAME' padding depends on the kernel size (even inputs pad only after), so
+            # a small kernel's windows would not be centred in the main kernel's: convolve it zero-padded.
+            kernel = tf.pad(kernel, self._centre_pad(size))
         if self.depthwise:
             return tf.nn.depthwise_conv2d(x, kernel, strides, padding, dilations=self.dilation_rate)
         return tf.nn.conv2d(x, kernel, strides, padding, dilations=self.dilation_rate)
+
+    @staticmethod
+    def _crop_like(x, like):
+        """x cut to like's height and width (a no-op for 'same', where they match)."""
+        height = like.shape[1] if like.shape[1] is not None else tf.shape(like)[1]
+        width = like.shape[2] if like.shape[2] is not None else tf.shape(like)[2]
+        return x[:, :height, :width]
 
     def _identity_input(self, inputs, out):
         """The input under each output position: itself for 'same', the windows' centres for 'valid'."""
         if self.padding == "same":
             return inputs
         (kh, kw), (dh, dw) = self.kernel_size, self.dilation_rate
-        top, left = kh // 2 * dh, kw // 2 * dw
-        height = out.shape[1] if out.shape[1] is not None else tf.shape(out)[1]
-        width = out.shape[2] if out.shape[2] is not None else tf.shape(out)[2]
-        return inputs[:, top:top + height, left:left + width]
+        return self._crop_like(inputs[:, kh // 2 * dh:, kw // 2 * dw:], out)
 
     def call(self, inputs, training=None):
         out = None
         for kernel, size, bn in zip(self.kernels, self.branch_sizes, self.bns):
-            y = bn(self._conv(inputs, kernel, size), training=training)
+            y = self._conv(inputs, kernel, size)
+            y = bn(y if out is None or self.padding == "same" else self._crop_like(y, out), training=training)
             out = y if out is None else out + y
         if self.identity_bn is not None:
             out = out + self.identity_bn(self._identity_input(inputs, out), training=training)
