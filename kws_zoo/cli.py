@@ -93,6 +93,19 @@ def _cmd_predict(args) -> None:
         raise SystemExit(2)
 
 
+def _cmd_stream(args) -> None:
+    from kws_zoo.audio import read_wav
+    from kws_zoo.detector import DetectorConfig
+    from kws_zoo.long_audio import stream_features
+    from kws_zoo.streaming_runtime import load_streamer
+
+    streamer = load_streamer(args.model, runtime=args.runtime)
+    detector = streamer.detector(DetectorConfig(args.threshold, args.smoothing_ms, args.refractory_ms))
+    audio = read_wav(args.wav, streamer.frontend.sample_rate)
+    for d in detector.run(streamer.posteriors(stream_features(audio, streamer.frontend))):
+        print(json.dumps(d.to_dict()) if args.json else f"{d.time_s:9.2f} s  {d.label:<12} {d.score:.3f}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kws-zoo", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -150,6 +163,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runtime", choices=["tflm", "litert"], default="tflm")
     p.add_argument("--json", action="store_true", help="JSON lines")
     p.set_defaults(func=_cmd_predict)
+
+    p = sub.add_parser("stream", help="continuous detection over a long WAV with a streaming model")
+    p.add_argument("model", help="run/export directory or .keras of a streamable model, or a streaming .tflite "
+                                 "(python -m kws_zoo.stream_deploy RUN_DIR writes one)")
+    p.add_argument("wav")
+    p.add_argument("--runtime", choices=["keras", "tflm"], default="keras",
+                   help="keras: float streaming graph; tflm: int8 streaming .tflite on the TFLM interpreter")
+    p.add_argument("--threshold", type=float, default=0.8, help="smoothed posterior that fires a detection")
+    p.add_argument("--smoothing-ms", type=float, default=200.0, help="posteriors averaged over this much audio")
+    p.add_argument("--refractory-ms", type=float, default=1000.0, help="silence after a detection")
+    p.add_argument("--json", action="store_true", help="JSON lines: time_s, label, score")
+    p.set_defaults(func=_cmd_stream)
     return parser
 
 

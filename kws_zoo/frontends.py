@@ -130,6 +130,34 @@ def micro_features(audio: np.ndarray) -> np.ndarray:
     return np.asarray(frames, dtype=np.float32).reshape(-1, MICRO_SETTINGS["num_mels"])
 
 
+class MicroFrontendStream:
+    """The TFLM micro frontend as a device runs it: audio in chunks of any size, a 40-bin frame out every
+    10 ms hop, state (noise estimate, PCAN gain) carried across chunks. Over one clip from a fresh state it
+    gives exactly micro_features(clip): train on kind 'micro' (FrontendConfig.micro()) and deploy this."""
+
+    def __init__(self):
+        import pymicro_features
+
+        self._make = pymicro_features.MicroFrontend
+        self.reset()
+
+    def reset(self) -> None:
+        self._frontend = self._make()
+        self._pending = b""
+
+    def process(self, audio: np.ndarray) -> np.ndarray:
+        """float audio in [-1, 1] -> the frames it completes, [n, 40] float32 (n may be 0)."""
+        self._pending += (np.clip(np.asarray(audio, np.float32), -1, 1) * 32767).astype("<i2").tobytes()
+        frames, pos, step = [], 0, 2 * 160  # the C frontend takes at most 160 samples per call
+        while pos + step <= len(self._pending):
+            out = self._frontend.process_samples(self._pending[pos:pos + step])
+            pos += 2 * out.samples_read
+            if out.features:
+                frames.append(out.features)
+        self._pending = self._pending[pos:]
+        return np.asarray(frames, dtype=np.float32).reshape(-1, MICRO_SETTINGS["num_mels"])
+
+
 def _micro_batch(waveforms: tf.Tensor) -> tf.Tensor:
     def run(batch):
         return np.stack([micro_features(w) for w in batch])

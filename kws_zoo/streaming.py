@@ -10,7 +10,8 @@ layer name) after swapping custom layers for standard ones (kws_zoo.layers.plain
     last window only, so there is nothing to drift;
   - time-local layers (BN, activations, 1x1 convs, adds, ...) are copied; a Reshape that keeps time first gets
     the step's frame count; causal zero padding and front cropping in time disappear (the ring buffers
-    supply the past, and every layer's newest frame is aligned with the step's newest input frame).
+    supply the past, and every layer's newest frame is aligned with the step's newest input frame);
+  - an average pool over frequency only becomes a depthwise conv of equal weights (see _plan_layer).
 Anything that reads future frames or mixes time into features ('same' time padding, a Flatten before the
 time pool, unknown layers) raises StreamingError naming the layer.
 
@@ -112,6 +113,8 @@ def _plan_layer(layer, ins: list[_Tensor], in_shapes: list[tuple], out_shape: tu
     if first.pad_past and not isinstance(layer, _WINDOWED):
         raise StreamingError(f"{name} follows a causal ZeroPadding2D but has no time window to absorb it")
     rank = len(in_shapes[0])
+    if isinstance(layer, L.Conv2DTranspose):
+        raise StreamingError(f"{name}: transposed convolutions cannot stream")
     if isinstance(layer, L.InputLayer):
         return _Plan("input"), first
     if isinstance(layer, _WINDOWED):

@@ -1,9 +1,12 @@
 """Streaming models (kws_zoo.streaming) -> full-integer int8 .tflite, external or internal state.
 
 Both are converted with batch 1 and a step's frames as input, and calibrated on real streams: the
-external form on (frames, states) pairs recorded by running the float streaming model over
+external form on (frames, states) pairs produced by running the float streaming model over
 representative feature streams, the internal form on the frames in stream order (the calibrator keeps
-the variables between samples, so they see the values a stream gives them).
+the variables between samples, so they see the values a stream gives them). Calibrate the whole-window
+model on windows of the same streams when comparing the two: each int8 model's ranges come from what it
+saw, and two int8 models calibrated on different audio disagree on close calls, measured at ~5% of the
+windows of a weak (80% accurate) model, as often as either disagrees with float.
 
 External state: inputs and outputs keep their Keras names through the .tflite signature ('features',
 '<layer>_state' in; 'logits', '<layer>_state' out), so a runner pairs them by name, not by position
@@ -23,7 +26,8 @@ import numpy as np
 
 from kws_zoo.compat import keras, tf
 from kws_zoo.profile import float_ops, read_tflite
-from kws_zoo.streaming import run_stream, zero_states
+from kws_zoo.layers.stream import Stream
+from kws_zoo.streaming import reset_states, zero_states
 
 
 def _is_external(stream_model: keras.Model) -> bool:
@@ -48,50 +52,60 @@ def _concrete(stream_model: keras.Model):
     return tf.function(step, input_signature=specs).get_concrete_function()
 
 
-def calibration_steps(stream_model: keras.Model, features: np.ndarray, max_steps: int = 500) -> list[list[np.ndarray]]:
-    """Up to max_steps model inputs ([frames, *states], batch 1) met while streaming features [N, T, ...]
-    from zero states, spread over every stream and every time."""
+def calibration_steps(stream_model: keras.Model, features: np.ndarray, max_steps: int = 2000):
+    """Yields model inputs ({name: array}, batch 1) met while streaming features [N, T, ...] from zero states.
+
+    Internal state: the steps in stream order (the calibrator carries the variables from one to the next),
+    the first max_steps of them. External state: every k-th step of every stream, k chosen for at most
+    max_steps, states computed by the float model as the generator goes (nothing is stored: a DS-CNN's
+    states are 50k values per step).
+    """
     features = np.asarray(features, np.float32)
+    names = _names(stream_model)
     step = stream_model.inputs[0].shape[1]
-    if not _is_external(stream_model):
-        chunks = features[:, : features.shape[1] // step * step].reshape(-1, step, *features.shape[2:])
-        return [[c[None]] for c in chunks[:max_steps]]
-    call = tf.function(lambda *xs: stream_model(list(xs), training=False))
     steps = features.shape[1] // step
-    # Evenly spaced steps (all streams at each), skipping the first ones whose states are still mostly zeros.
-    record = set(np.linspace(min(steps - 1, steps // 4), steps - 1, max(1, max_steps // len(features))).astype(int))
-    states = [tf.constant(s) for s in zero_states(stream_model, len(features))]
-    samples = []
-    for i in range(steps):
-        frames = features[:, i * step:(i + 1) * step]
-        if i in record:
-            values = [s.numpy() for s in states]
-            samples += [[frames[b:b + 1], *(v[b:b + 1] for v in values)] for b in range(len(features))]
-        _, *states = call(tf.constant(frames), *states)
-    return samples[:max_steps]
+    if not _is_external(stream_model):
+        chunks = features[:, :steps * step].reshape(-1, 1, step, *features.shape[2:])
+        for chunk in chunks[:max_steps]:
+            yield {names[0]: chunk}
+        return
+    every = max(1, -(-len(features) * steps // max_steps))
+    call = tf.function(lambda *xs: stream_model(list(xs), training=False))
+    for stream in features:
+        states = [tf.constant(z) for z in zero_states(stream_model, 1)]
+        for i in range(steps):
+            frames = stream[None, i * step:(i + 1) * step]
+            if i % every == 0:
+                yield dict(zip(names, [frames, *(s.numpy() for s in states)]))
+            _, *states = call(tf.constant(frames), *states)
 
 
 def to_tflite_streaming(stream_model: keras.Model, representative: np.ndarray | None = None,
-                        max_steps: int = 500) -> bytes:
+                        max_steps: int = 2000) -> bytes:
     """int8 .tflite of a streaming model (float when representative is None), calibrated by streaming
     `representative` features [N, T, ...] (a few long streams or many clips)."""
     conv = tf.lite.TFLiteConverter.from_concrete_functions([_concrete(stream_model)], stream_model)
     if not _is_external(stream_model):
         conv.experimental_enable_resource_variables = True
+        # The converter takes the variables' current values as their initial ones: convert from zeros.
+        saved = [(layer.state, layer.state.numpy()) for layer in stream_model.layers if isinstance(layer, Stream)]
+        reset_states(stream_model)
     if representative is not None:
-        samples = calibration_steps(stream_model, representative, max_steps)
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
-        names = _names(stream_model)
         # By signature name: the converter orders the inputs by name, not as the Keras model does.
-        conv.representative_dataset = lambda: (dict(zip(names, s)) for s in samples)
+        conv.representative_dataset = lambda: calibration_steps(stream_model, representative, max_steps)
         conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         conv.inference_input_type = tf.int8
         conv.inference_output_type = tf.int8
         if not _is_external(stream_model):
             conv._experimental_variable_quantization = True  # noqa: SLF001 - see the module docstring
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
-        model_bytes = bytes(conv.convert())
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
+            model_bytes = bytes(conv.convert())
+    finally:
+        for variable, value in saved if not _is_external(stream_model) else []:
+            variable.assign(value)
     floats = float_ops(model_bytes) if representative is not None else []
     if floats:
         raise ValueError(f"{stream_model.name}: int8 streaming export left float ops {floats}")

@@ -61,6 +61,7 @@ def conv_bn_relu(x, filters, kernel, strides=1, name="", depthwise=False, bn_mom
     if depthwise:
         x = keras.layers.DepthwiseConv2D(kernel, strides=strides, padding=padding, use_bias=False, name=f"{name}dw")(x)
     else:
-        x = keras.layers.Conv2D(filters, kernel, strides=strides, padding=padding, use_bias=False, name=f"{name}conv")(x)
+        x = keras.layers.Conv2D(filters, kernel, strides=strides, padding=padding, use_bias=False,
+                                name=f"{name}conv")(x)
     x = keras.layers.BatchNormalization(momentum=bn_momentum, name=f"{name}bn")(x)
     return keras.layers.ReLU(name=f"{name}relu")(x)

@@ -50,4 +50,4 @@ register_model("ds_cnn_small", family="ds_cnn", builder=build_ds_cnn, config=DsC
 # no cheaper). Non-streaming it costs about twice the reference's MACs, streaming a small fraction.
 register_model("ds_cnn_stream", family="ds_cnn", builder=build_ds_cnn,
                config=DsCnnConfig(first_stride=(1, 2), time_padding="valid"), streamable=True,
-               description="DS-CNN for streaming: 'valid' time convs, time stride 1 (receptive field 17 frames)")
+               description="DS-CNN for streaming: 'valid' time convs, time stride 1 (receptive field 18 frames)")

@@ -102,6 +102,9 @@ for _name, (_cfg, _size) in _PRESETS.items():
 # window would not tile (every time-strided layer needs (frames - window) divisible by its stride, and the
 # dilated temporal conv needs 9 frames after three halvings). It streams in its inference form: to_streaming
 # swaps every RepConv2D for its one fused conv (kws_zoo.layers.plain).
-register_model("repcnn_s_stream", family="repcnn", builder=build_repcnn,
-               config=dataclasses.replace(_PRESETS["repcnn_s"][0], time_padding="valid", time_strides=False),
-               streamable=True, description="RepCNN-S for streaming: 'valid' time convs, time stride 1")
+_STREAM = dataclasses.replace(_PRESETS["repcnn_s"][0], time_padding="valid", time_strides=False)
+register_model("repcnn_s_stream", family="repcnn", builder=build_repcnn, config=_STREAM, streamable=True,
+               description="RepCNN-S for streaming: 'valid' time convs, time stride 1")
+register_model("repcnn_s_stream_plain", family="repcnn", builder=build_repcnn,
+               config=dataclasses.replace(_STREAM, plain=True), streamable=True,
+               description="uni-branch twin of repcnn_s_stream: same inference graph, trained as conv + BN")
