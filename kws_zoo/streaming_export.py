@@ -25,8 +25,8 @@ import warnings
 import numpy as np
 
 from kws_zoo.compat import keras, tf
-from kws_zoo.profile import float_ops, read_tflite
 from kws_zoo.layers.stream import Stream
+from kws_zoo.profile import float_ops, read_tflite
 from kws_zoo.streaming import reset_states, zero_states
 
 
@@ -71,13 +71,14 @@ def calibration_steps(stream_model: keras.Model, features: np.ndarray, max_steps
         return
     every = max(1, -(-len(features) * steps // max_steps))
     call = tf.function(lambda *xs: stream_model(list(xs), training=False))
-    for stream in features:
-        states = [tf.constant(z) for z in zero_states(stream_model, 1)]
-        for i in range(steps):
-            frames = stream[None, i * step:(i + 1) * step]
-            if i % every == 0:
-                yield dict(zip(names, [frames, *(s.numpy() for s in states)]))
-            _, *states = call(tf.constant(frames), *states)
+    states = [tf.constant(z) for z in zero_states(stream_model, len(features))]  # all streams as one batch
+    for i in range(steps):
+        frames = features[:, i * step:(i + 1) * step]
+        if i % every == 0:
+            values = [frames, *(s.numpy() for s in states)]
+            for b in range(len(features)):
+                yield {name: v[b:b + 1] for name, v in zip(names, values)}
+        _, *states = call(tf.constant(frames), *states)
 
 
 def to_tflite_streaming(stream_model: keras.Model, representative: np.ndarray | None = None,
@@ -85,6 +86,7 @@ def to_tflite_streaming(stream_model: keras.Model, representative: np.ndarray | 
     """int8 .tflite of a streaming model (float when representative is None), calibrated by streaming
     `representative` features [N, T, ...] (a few long streams or many clips)."""
     conv = tf.lite.TFLiteConverter.from_concrete_functions([_concrete(stream_model)], stream_model)
+    saved = []
     if not _is_external(stream_model):
         conv.experimental_enable_resource_variables = True
         # The converter takes the variables' current values as their initial ones: convert from zeros.
@@ -104,7 +106,7 @@ def to_tflite_streaming(stream_model: keras.Model, representative: np.ndarray | 
             warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
             model_bytes = bytes(conv.convert())
     finally:
-        for variable, value in saved if not _is_external(stream_model) else []:
+        for variable, value in saved:
             variable.assign(value)
     floats = float_ops(model_bytes) if representative is not None else []
     if floats:

@@ -7,6 +7,8 @@ it in its resource variables, one stream per interpreter.
 """
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 from kws_zoo.export import dequantize, quantize
@@ -17,8 +19,10 @@ from tflm.runtime import TflmModel, _quant
 class TflmStreamingModel(TflmModel):
     """TflmModel for a streaming graph: step(frames) -> logits, run(features) -> logits per step.
 
-    Attributes beyond TflmModel's: external (bool), frames_per_step, state_bytes (int8 state bytes kept
-    between steps, outside the arena for external state, in it for internal), requantized_states.
+    Attributes beyond TflmModel's: external (bool), frames_per_step, requantized_states, state_bytes: the
+    bytes of state carried from step to step (external: the state input tensors, which live in the arena
+    beside the output tensors they are refilled from; internal: the resource variables). Use run/step;
+    predict() of a whole-window model does not apply.
     """
 
     def __init__(self, model_bytes: bytes, arena_size: int | None = None):
@@ -65,7 +69,9 @@ class TflmStreamingModel(TflmModel):
         interp.set_input(x, self._frames_index)
         for value, (index, *_rest) in zip(self._values if self.external else [], self._states):
             interp.set_input(value, index)
+        start = time.perf_counter()
         interp.invoke()
+        self._invoke_seconds += time.perf_counter() - start
         self._invokes += 1
         if self.external:
             values = []
@@ -77,6 +83,9 @@ class TflmStreamingModel(TflmModel):
             self._values = values
         logits = np.array(interp.get_output(self._logits_index), copy=True).reshape(-1)
         return dequantize(logits, *self.logits_quant) if self.logits_quant is not None else logits
+
+    def predict(self, x, progress=None):
+        raise TypeError("a streaming model runs step by step: use run(features) or step(frames)")
 
     def run(self, features: np.ndarray, reset: bool = True) -> np.ndarray:
         """features [T, bins] (T a multiple of frames_per_step) -> logits [T / frames_per_step, classes]."""

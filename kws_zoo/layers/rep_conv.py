@@ -106,11 +106,10 @@ class RepConv2D(keras.layers.Layer):
     def _conv(self, x, kernel, size: tuple[int, int]):
         strides, padding = (1, *self.strides, 1), self.padding.upper()
         if size != self.kernel_size and self.padding == "valid":
-            # 'VALID' windows start at the main kernel's corner: shift the input by the small kernel's offset
-            # in the main one (cropping the surplus outputs later). Zero-padding the small kernel instead
-            # would be simpler, but oneDNN's graph rewrite aborts on a VALID conv with a computed filter + BN.
-            (kh, kw), (h, w), (dh, dw) = self.kernel_size, size, self.dilation_rate
-            x = x[:, (kh - h) // 2 * dh:, (kw - w) // 2 * dw:]
+            # 'VALID' windows start at the main kernel's corner: give the small kernel exactly the input under
+            # its place in each main window. (Zero-padding the small kernel instead, or cropping surplus outputs,
+            # made oneDNN's graph rewrite abort or crash: a VALID conv with a computed filter, or a slice, + BN.)
+            x = self._window_input(x, size)
         elif size != self.kernel_size and self.strides != (1, 1):
             # With stride > 1, 'SAME' padding depends on the kernel size (even inputs pad only after), so
             # a small kernel's windows would not be centred in the main kernel's: convolve it zero-padded.
@@ -119,28 +118,25 @@ class RepConv2D(keras.layers.Layer):
             return tf.nn.depthwise_conv2d(x, kernel, strides, padding, dilations=self.dilation_rate)
         return tf.nn.conv2d(x, kernel, strides, padding, dilations=self.dilation_rate)
 
-    @staticmethod
-    def _crop_like(x, like):
-        """x cut to like's height and width (a no-op for 'same', where they match)."""
-        height = like.shape[1] if like.shape[1] is not None else tf.shape(like)[1]
-        width = like.shape[2] if like.shape[2] is not None else tf.shape(like)[2]
-        return x[:, :height, :width]
-
-    def _identity_input(self, inputs, out):
-        """The input under each output position: itself for 'same', the windows' centres for 'valid'."""
-        if self.padding == "same":
-            return inputs
-        (kh, kw), (dh, dw) = self.kernel_size, self.dilation_rate
-        return self._crop_like(inputs[:, kh // 2 * dh:, kw // 2 * dw:], out)
+    def _window_input(self, x, size: tuple[int, int]):
+        """'valid' only: the part of x that a (h, w) kernel centred in each main-kernel window reads, so that
+        a VALID conv of it (size (1, 1) with stride 1 is the identity branch's input) has the main output size."""
+        (kh, kw), (h, w), (dh, dw), (sh, sw) = self.kernel_size, size, self.dilation_rate, self.strides
+        rows, cols = int(x.shape[1]), int(x.shape[2])
+        out_h, out_w = (rows - (kh - 1) * dh - 1) // sh + 1, (cols - (kw - 1) * dw - 1) // sw + 1
+        top, left = (kh - h) // 2 * dh, (kw - w) // 2 * dw
+        return x[:, top:top + (out_h - 1) * sh + (h - 1) * dh + 1, left:left + (out_w - 1) * sw + (w - 1) * dw + 1]
 
     def call(self, inputs, training=None):
+        if self.padding == "valid" and (inputs.shape[1] is None or inputs.shape[2] is None):
+            raise ValueError(f"{self.name}: padding 'valid' needs static height and width, got {inputs.shape}")
         out = None
         for kernel, size, bn in zip(self.kernels, self.branch_sizes, self.bns):
-            y = self._conv(inputs, kernel, size)
-            y = bn(y if out is None or self.padding == "same" else self._crop_like(y, out), training=training)
+            y = bn(self._conv(inputs, kernel, size), training=training)
             out = y if out is None else out + y
         if self.identity_bn is not None:
-            out = out + self.identity_bn(self._identity_input(inputs, out), training=training)
+            identity = inputs if self.padding == "same" else self._window_input(inputs, (1, 1))
+            out = out + self.identity_bn(identity, training=training)
         return out
 
     def fused_kernel_bias(self) -> tuple[np.ndarray, np.ndarray]:
