@@ -165,18 +165,16 @@ def stream_features(audio: np.ndarray, frontend) -> np.ndarray:
     return np.asarray(make_frontend(frontend)(np.asarray(audio, np.float32)[None]))[0]
 
 
-def evaluate_run(run_dir: str, out_dir: str, *, minutes: float = 10.0, seed: int = 0, runtime: str = "keras",
-                 thresholds=None, progress: bool = True) -> dict:
-    """The long-audio report of a trained streamable run: test stream, posteriors, sweep, DET PNG."""
+def build_test_stream(run_dir: str, *, minutes: float, seed: int = 0, progress: bool = True):
+    """(recipe, audio, events): the long test stream of a run's data (see make_stream): its test split's
+    keywords and `_unknown_` words (unseen voices) in the dataset's background noises."""
     from kws_zoo.audio import read_wav
     from kws_zoo.datasets import load_dataset
+    from kws_zoo.datasets.pipeline import load_waveforms
     from kws_zoo.recipe import load_recipe
-    from kws_zoo.streaming_runtime import load_streamer
 
     recipe = load_recipe(os.path.join(run_dir, "recipe.json"))
     data = load_dataset(recipe.data)
-    from kws_zoo.datasets.pipeline import load_waveforms
-
     tests = data.splits["test"]
     waves, _ = load_waveforms(tests, clip_samples=recipe.clip_samples, progress=progress)
     keywords = [(w, data.labels[e.label]) for w, e in zip(waves, tests) if e.path and
@@ -184,7 +182,22 @@ def evaluate_run(run_dir: str, out_dir: str, *, minutes: float = 10.0, seed: int
     distractors = [w for w, e in zip(waves, tests) if e.path and data.labels[e.label] == "_unknown_"]
     noises = [read_wav(p) for p in data.background]
     audio, events = make_stream(keywords, distractors, noises, minutes=minutes, seed=seed)
+    return recipe, audio, events
 
+
+def evaluate_run(run_dir: str, out_dir: str, *, minutes: float = 10.0, seed: int = 0, runtime: str = "keras",
+                 thresholds=None, progress: bool = True, save_wav: bool = False) -> dict:
+    """The long-audio report of a trained streamable run: test stream, posteriors, sweep, DET PNG; with
+    save_wav also the stream (stream.wav) and its ground truth (events.json), e.g. for `kws-zoo stream`."""
+    from kws_zoo.audio import write_wav
+    from kws_zoo.io import atomic_write_json
+    from kws_zoo.streaming_runtime import load_streamer
+
+    _, audio, events = build_test_stream(run_dir, minutes=minutes, seed=seed, progress=progress)
+    os.makedirs(out_dir, exist_ok=True)
+    if save_wav:
+        write_wav(os.path.join(out_dir, "stream.wav"), audio)
+        atomic_write_json(os.path.join(out_dir, "events.json"), [dataclasses.asdict(e) for e in events])
     streamer = load_streamer(run_dir, runtime)
     feats = stream_features(audio, streamer.frontend)
     posteriors = streamer.posteriors(feats)
@@ -193,15 +206,13 @@ def evaluate_run(run_dir: str, out_dir: str, *, minutes: float = 10.0, seed: int
     rows = sweep(posteriors, streamer.labels, events, step_ms=streamer.step_ms, start_ms=start_ms,
                  duration_s=len(audio) / SAMPLE_RATE, thresholds=thresholds,
                  latency_s=streamer.window_ms / 1000.0 + 0.25)
-    os.makedirs(out_dir, exist_ok=True)
     name = os.path.basename(os.path.normpath(run_dir))
     png = plot_det(rows, os.path.join(out_dir, "det.png"),
                    f"{name} ({runtime}): {minutes:g} min, {len(events)} keywords, unseen voices")
     report = {"run": run_dir, "runtime": runtime, "minutes": minutes, "seed": seed, "events": len(events),
               "keywords": sorted({e.label for e in events}), "distractors_placed": True,
               "step_ms": streamer.step_ms, "window_ms": streamer.window_ms, "rows": rows, "det_png": png}
-    with open(os.path.join(out_dir, "report.json"), "w") as f:
-        json.dump(report, f, indent=2)
+    atomic_write_json(os.path.join(out_dir, "report.json"), report)
     return report
 
 
@@ -212,18 +223,32 @@ def format_rows(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m kws_zoo.long_audio", description=__doc__.splitlines()[0])
-    parser.add_argument("run_dir")
-    parser.add_argument("--out", help="default RUN_DIR/long_audio")
-    parser.add_argument("--minutes", type=float, default=10.0)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--runtime", choices=["keras", "tflm"], default="keras")
-    args = parser.parse_args(argv)
-    report = evaluate_run(args.run_dir, args.out or os.path.join(args.run_dir, "long_audio"), minutes=args.minutes,
-                          seed=args.seed, runtime=args.runtime)
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_dir", help="a trained run of a streamable model (tflm: after stream-export)")
+    parser.add_argument("--out", help="default RUN_DIR/long_audio[_tflm]")
+    parser.add_argument("--minutes", type=float, default=10.0, help="length of the test stream")
+    parser.add_argument("--seed", type=int, default=0, help="placement of utterances, gaps and SNRs")
+    parser.add_argument("--runtime", choices=["keras", "tflm"], default="keras",
+                        help="keras: float streaming graph; tflm: int8 external-state .tflite on TFLM")
+    parser.add_argument("--save-wav", action="store_true", help="also write OUT/stream.wav and OUT/events.json")
+    parser.add_argument("--json", action="store_true", help="print report.json instead of the table")
+
+
+def run(args) -> None:
+    out = args.out or os.path.join(args.run_dir, "long_audio" + ("_tflm" if args.runtime == "tflm" else ""))
+    report = evaluate_run(args.run_dir, out, minutes=args.minutes, seed=args.seed, runtime=args.runtime,
+                          progress=not args.json, save_wav=args.save_wav)
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return
     print(format_rows(report["rows"]))
     print(f"DET curve: {report['det_png']}")
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m kws_zoo.long_audio", description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    run(parser.parse_args(argv))
 
 
 if __name__ == "__main__":

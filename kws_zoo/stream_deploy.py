@@ -1,7 +1,7 @@
 """Streaming export of a trained run: int8 .tflite with external and with internal state, checked on TFLM.
 
 Writes to RUN/stream (or --out): model_stream_external_int8.tflite, model_stream_internal_int8.tflite,
-kws_zoo.json (the run's metadata plus the window and step), stream_card.json (cost per form, TFLM checks).
+model_window_int8.tflite (the whole-window int8 model calibrated on the same audio), kws_zoo.json (the run's metadata plus the window and step), stream_card.json (cost per form, TFLM checks).
 Calibration streams are the run's training clips' features joined end to end (every form calibrated on
 them); the check streams test clips the same way and compares each form's top-1 with the int8
 whole-window model's on every full window.
@@ -61,6 +61,7 @@ def export_streaming_run(run_dir: str, out_dir: str | None = None, progress: boo
     full = ends >= w - 1  # steps whose window is all check frames
     ref = TflmModel(whole).predict(np.stack([check[e - w + 1:e + 1] for e in ends[full]]))
     os.makedirs(out_dir, exist_ok=True)
+    atomic_write_bytes(os.path.join(out_dir, "model_window_int8.tflite"), whole)  # the reference for drift checks
     hop = recipe.frontend.hop_ms
     card = {"window_frames": w, "frames_per_step": s, "padding": spec.padding, "hop_ms": hop,
             "non_streaming": {"macs_per_window": count_macs(inference), "flash_bytes": len(whole),
@@ -86,12 +87,19 @@ def export_streaming_run(run_dir: str, out_dir: str | None = None, progress: boo
     return card
 
 
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_dir", help="a trained run of a streamable model")
+    parser.add_argument("--out", help="default RUN_DIR/stream")
+
+
+def run(args) -> None:
+    print(json.dumps(export_streaming_run(args.run_dir, args.out), indent=2))
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m kws_zoo.stream_deploy", description=__doc__.splitlines()[0])
-    parser.add_argument("run_dir")
-    parser.add_argument("--out", help="default RUN_DIR/stream")
-    args = parser.parse_args(argv)
-    print(json.dumps(export_streaming_run(args.run_dir, args.out), indent=2))
+    add_arguments(parser)
+    run(parser.parse_args(argv))
 
 
 if __name__ == "__main__":

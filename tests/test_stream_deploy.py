@@ -1,0 +1,57 @@
+"""Streaming deployment of a trained run through the CLI: stream-export, stream-drift, long-audio on TFLM."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from fixtures import make_tone_corpus, tiny_recipe_dict
+
+
+def kws(*args):
+    proc = subprocess.run([sys.executable, "-m", "kws_zoo.cli", *map(str, args)], capture_output=True, text=True,
+                          timeout=900)
+    assert proc.returncode == 0, f"kws-zoo {' '.join(map(str, args))} failed:\n{proc.stderr}"
+    return proc
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("stream_deploy")
+    recipe = tiny_recipe_dict(make_tone_corpus(root / "corpus", speakers=30), name="tiny_stream", epochs=6)
+    recipe["model"] = "ds_cnn_stream"
+    (root / "recipe.json").write_text(json.dumps(recipe))
+    kws("train", root / "recipe.json", "--out", root / "run", "--quiet")
+    return root / "run"
+
+
+def test_stream_export_writes_both_forms_checked_on_tflm(run):
+    card = json.loads(kws("stream-export", run).stdout)
+    for name in ("model_stream_external_int8.tflite", "model_stream_internal_int8.tflite",
+                 "model_window_int8.tflite", "stream_card.json", "kws_zoo.json"):
+        assert (run / "stream" / name).is_file(), name
+    for form in ("external", "internal"):
+        entry = card[form]
+        assert entry["top1_agreement_with_int8_window"] >= 0.97, (form, entry)
+        assert entry["macs_per_s"] * 10 < card["non_streaming"]["macs_per_s_every_20ms"]
+        assert entry["arena_bytes"] > 0 and entry["state_bytes"] > 0
+
+
+def test_stream_drift_and_long_audio_reports(run):
+    if not (run / "stream" / "model_window_int8.tflite").is_file():
+        kws("stream-export", run)
+    report = json.loads(kws("stream-drift", run, "--minutes", "1.5", "--json").stdout)
+    assert report["sampled_steps"] >= 80 and os.path.isfile(report["png"])
+    for form in ("external", "internal"):
+        rows = report["forms"][form]["per_minute"]
+        assert [r["minute"] for r in rows] == [0, 1]
+        assert min(r["top1_agreement"] for r in rows) >= 0.95, (form, rows)
+    out = run / "la"
+    report = json.loads(kws("long-audio", run, "--runtime", "tflm", "--minutes", "1", "--out", out,
+                            "--save-wav", "--json").stdout)
+    assert report["events"] > 5 and (out / "det.png").is_file() and (out / "stream.wav").is_file()
+    frr = [r["frr"] for r in report["rows"]]
+    assert frr == sorted(frr)  # a higher threshold never detects more
+    events = json.loads((out / "events.json").read_text())
+    assert len(events) == report["events"] and all(e["end_s"] > e["start_s"] for e in events)
