@@ -5,7 +5,8 @@ layer name) after swapping custom layers for standard ones (kws_zoo.layers.plain
   - a convolution or pooling with a time window (k_eff > 1 or time stride > 1) becomes a Stream holding its
     last k_eff - s input frames (kws_zoo.layers.stream);
   - the pool over the whole time axis becomes a Stream over its own input: a ring buffer of the last
-    positions, averaged (or maxed) anew each step. A running sum would be cheaper by a few adds, but in
+    positions (for an average over all of frequency too, of each position's frequency mean), averaged (or
+    maxed) anew each step. A running sum would be cheaper by a few adds, but in
     int8 its rounding errors accumulate over hours; the ring buffer makes every output a function of the
     last window only, so there is nothing to drift;
   - time-local layers (BN, activations, 1x1 convs, adds, ...) are copied; a Reshape that keeps time first gets
@@ -73,6 +74,7 @@ class _Plan:
     state_frames: int = 0
     config: dict | None = None  # for the streaming layer (copy/stream/reshape/freq_only)
     window: str = ""            # for a time window: "valid", "causal" (zero-padded past) or "pool" (time pool)
+    freq_mean: int = 0          # time pool only: average this many frequency bins before the ring buffer
 
 
 def _refs(obj) -> list[list]:
@@ -125,6 +127,12 @@ def _plan_layer(layer, ins: list[_Tensor], in_shapes: list[tuple], out_shape: tu
             if padding != "valid" or first.pad_past:
                 raise StreamingError(f"{name} pads time; the time pool needs padding 'valid'")
             new = {**cfg, "strides": (1, cfg["strides"][1])}
+            freq = in_shapes[0][2] if len(in_shapes[0]) == 4 else None
+            if isinstance(layer, L.AveragePooling2D) and k > 1 and freq and freq > 1 and cfg["pool_size"][1] == freq:
+                # A mean of per-frame frequency means is the mean: buffer those, (k-1) x 1 x C of state
+                # instead of (k-1) x F x C (DS-CNN: 2 KB instead of 41 KB).
+                new = {**cfg, "pool_size": (k, 1), "strides": (1, 1)}
+                return _Plan("stream", k - 1, new, "pool", freq_mean=freq), _Tensor(first.stride, None)
             plan = _Plan("stream", k - 1, new, "pool") if k > 1 else _Plan("copy", config=cfg)
             return plan, _Tensor(first.stride, None)
         if first.pad_past not in (0, k - s):
@@ -243,9 +251,21 @@ def _spec(plain, plans, total) -> StreamingSpec:
         raise StreamingError(f"{plain.name}: mixes causally zero-padded time windows ({', '.join(causal)}) with "
                              "unpadded ones; neither the windowed nor the first-window equality would hold")
     # The state has the shape of the layer's input frames: its padded frequency, its channels.
-    states = tuple((n, (p.state_frames, *_shapes(plain.get_layer(n).input_shape)[0][2:]))
-                   for n, p in plans.items() if p.kind == "stream")
+    states = tuple((n, (p.state_frames, *_state_frame(plain.get_layer(n), p))) for n, p in plans.items()
+                   if p.kind == "stream")
     return StreamingSpec(plain.input_shape[1], total, kinds.pop() if kinds else "valid", states)
+
+
+def _state_frame(layer, plan: _Plan) -> tuple:
+    """Shape of one buffered frame: the layer's input frame, its frequency averaged away for freq_mean."""
+    frame = _shapes(layer.input_shape)[0][2:]
+    return (1, *frame[1:]) if plan.freq_mean else frame
+
+
+def _freq_mean_conv(name: str, bins: int) -> L.DepthwiseConv2D:
+    """A mean over `bins` frequency positions as a depthwise conv (weights 1/bins, set after building): int8
+    AVERAGE_POOL_2D would have to share its wide input's scale with the narrow mean (see _plan_layer)."""
+    return L.DepthwiseConv2D((1, bins), padding="valid", use_bias=False, name=name)
 
 
 def to_streaming(model: keras.Model, mode: str = "external") -> keras.Model:
@@ -275,6 +295,8 @@ def to_streaming(model: keras.Model, mode: str = "external") -> keras.Model:
             continue
         new = (L.DepthwiseConv2D.from_config(plan.config) if plan.kind == "mean_conv"
                else layer.__class__.from_config(plan.config))
+        if plan.freq_mean:
+            x = _freq_mean_conv(f"{layer.name}_freq_mean", plan.freq_mean)(x)
         if plan.kind == "stream":
             stream = Stream(new, plan.state_frames, mode, name=layer.name)
             streams[layer.name] = stream
@@ -295,15 +317,16 @@ def to_streaming(model: keras.Model, mode: str = "external") -> keras.Model:
                                [logits, *state_outputs] if mode == "external" else logits,
                                name=f"{model.name}_stream_{mode}")
     for layer in plain.layers:
-        if plans[layer.name].kind == "mean_conv":
-            conv = stream_model.get_layer(layer.name)
+        mean_name = {"mean_conv": layer.name}.get(plans[layer.name].kind,
+                                                  f"{layer.name}_freq_mean" if plans[layer.name].freq_mean else None)
+        if mean_name:
+            conv = stream_model.get_layer(mean_name)
             kernel = conv.get_weights()[0]
             conv.set_weights([np.full_like(kernel, 1.0 / np.prod(kernel.shape[:2]))])
         if not layer.weights or plans[layer.name].kind == "pass":
             continue
         target = streams[layer.name].layer if layer.name in streams else stream_model.get_layer(layer.name)
         target.set_weights(layer.get_weights())
-    return stream_model
     return stream_model
 
 
