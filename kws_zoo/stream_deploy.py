@@ -32,7 +32,7 @@ def export_streaming_run(run_dir: str, out_dir: str | None = None, progress: boo
     from kws_zoo.export import to_tflite_int8
     from kws_zoo.recipe import load_recipe
     from kws_zoo.reparam import reparameterize
-    from kws_zoo.streaming import streaming_spec, to_streaming
+    from kws_zoo.streaming import streaming_spec, to_streaming, with_frequency_mean_pool
     from kws_zoo.streaming_cost import step_macs, weight_bytes
     from kws_zoo.streaming_export import to_tflite_streaming
     from kws_zoo.train import prepare_data
@@ -56,7 +56,8 @@ def export_streaming_run(run_dir: str, out_dir: str | None = None, progress: boo
     # The whole-window model is calibrated on windows of the same streams (see kws_zoo.streaming_export).
     windows = np.stack([x[e - w + 1:e + 1] for x in streams for e in range(w - 1, x.shape[0], 3)])
     inference = reparameterize(model)
-    whole = to_tflite_int8(inference, windows, num_samples=len(windows))
+    # The reference quantizes the pool where the streaming graph does (kws_zoo.streaming.with_frequency_mean_pool).
+    whole = to_tflite_int8(with_frequency_mean_pool(inference), windows, num_samples=len(windows))
     ends = np.arange(s - 1, len(check) // s * s, s)  # the last frame of every step
     full = ends >= w - 1  # steps whose window is all check frames
     ref = TflmModel(whole).predict(np.stack([check[e - w + 1:e + 1] for e in ends[full]]))

@@ -330,6 +330,35 @@ def to_streaming(model: keras.Model, mode: str = "external") -> keras.Model:
     return stream_model
 
 
+def with_frequency_mean_pool(model: keras.Model) -> keras.Model:
+    """The same non-streaming function with each whole-map average pool that streaming splits (see
+    _plan_layer) split the same way: a frequency-mean depthwise conv, then the time pool. Equal in float;
+    in int8 it quantizes where the streaming graph does, so it is the whole-window reference to compare
+    a streaming int8 model with (and its pool output keeps the narrower range of the mean)."""
+    plain = to_plain(model)
+    plans, _ = _plan(plain)
+    tensors = {}
+    for layer, refs, kwargs in _walk(plain):
+        if isinstance(layer, L.InputLayer):
+            tensors[layer.name] = keras.Input(shape=_shapes(layer.output_shape)[0][1:], name=layer.name)
+            continue
+        ins = [tensors[r[0]] for r in refs]
+        x = ins if len(ins) > 1 else ins[0]
+        plan = plans[layer.name]
+        if plan.freq_mean:
+            x = _freq_mean_conv(f"{layer.name}_freq_mean", plan.freq_mean)(x)
+            x.node.layer.set_weights([np.full((1, plan.freq_mean, x.shape[-1], 1), 1.0 / plan.freq_mean, np.float32)])
+            new = L.AveragePooling2D(pool_size=(plan.state_frames + 1, 1), name=layer.name)
+        else:
+            new = layer.__class__.from_config(layer.get_config())
+        tensors[layer.name] = new(x, **kwargs)
+        if layer.weights:
+            new.set_weights(layer.get_weights())
+    config = plain.get_config()
+    return keras.Model(tensors[config["input_layers"][0][0]], tensors[config["output_layers"][0][0]],
+                       name=f"{model.name}_freq_mean_pool")
+
+
 def reset_states(stream_model: keras.Model) -> None:
     """Zeroes every internal state (a fresh stream)."""
     for layer in stream_model.layers:

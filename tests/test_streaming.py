@@ -9,7 +9,7 @@ from kws_zoo.export import to_tflite_int8
 from kws_zoo.models import create_model, get_entry, list_models
 from kws_zoo.reparam import reparameterize
 from kws_zoo.streaming import (StreamingError, reset_states, run_stream, streaming_spec, to_streaming,
-                               zero_states)
+                               with_frequency_mean_pool, zero_states)
 from kws_zoo.streaming_cost import step_macs
 from kws_zoo.profile import count_macs
 from kws_zoo.streaming_export import to_tflite_streaming
@@ -127,7 +127,7 @@ def test_int8_streaming_on_tflm_agrees_with_the_int8_model(name):
     calibration = class_streams(np.arange(6) * 2, frames, bins, seed=4)
     tests = class_streams(np.arange(6) * 2 + 1, frames, bins, seed=5)
     ends = np.arange(w - 1, frames)
-    whole = to_tflite_int8(reparameterize(model),
+    whole = to_tflite_int8(with_frequency_mean_pool(reparameterize(model)),
                            np.concatenate([windows_ending_at(f, ends[::4], w) for f in calibration]))
     ref = TflmModel(whole).predict(np.concatenate([windows_ending_at(f, ends, w) for f in tests]))
     assert np.mean(ref.argmax(1) == np.repeat(np.arange(6) * 2 + 1, len(ends))) > 0.9  # decisive classifier
@@ -150,7 +150,7 @@ def test_ten_minutes_on_tflm_without_drift():
     feats = class_streams(labels, segment, bins, seed=9).reshape(-1, bins)
     calibration = class_streams(np.arange(12), w + 60, bins, seed=10)
     ends = np.arange(w - 1, w + 60, 6)
-    whole = TflmModel(to_tflite_int8(reparameterize(model),
+    whole = TflmModel(to_tflite_int8(with_frequency_mean_pool(reparameterize(model)),
                                      np.concatenate([windows_ending_at(f, ends, w) for f in calibration])))
     runs = {mode: TflmStreamingModel(to_tflite_streaming(to_streaming(model, mode), calibration)).run(feats)
             for mode in ("external", "internal")}
@@ -247,3 +247,14 @@ def test_valid_repconv_model_trains_across_fit_calls():
     for _ in range(3):
         model.fit(x, y, batch_size=8, epochs=1, verbose=0)
     assert np.all(np.isfinite(model.predict(x, verbose=0)))
+
+
+@pytest.mark.parametrize("name", ["ds_cnn_stream", "repcnn_s_stream"])
+def test_frequency_mean_pool_is_the_same_function_with_a_small_state(name):
+    model = prepared(name, train=False)
+    split = with_frequency_mean_pool(model)
+    x = streams(2, model.input_shape[1], model.input_shape[-1], seed=3)
+    assert np.abs(split.predict(x, verbose=0) - model.predict(x, verbose=0)).max() < 1e-5
+    assert "pool_freq_mean" in [layer.name for layer in split.layers]
+    pool_state = dict(streaming_spec(model).states)["pool"]
+    assert pool_state[1] == 1  # one frequency mean per buffered frame, not the whole frame
