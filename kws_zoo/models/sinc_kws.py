@@ -34,6 +34,7 @@ class SincKwsConfig:
     blocks: tuple[tuple[int, int, int], ...] = ((144, 25, 2), (144, 9, 1), (144, 9, 1), (144, 9, 1))
     block_pool: int = 2
     dropout: float = 0.2
+    bn_momentum: float = 0.9      # Keras' 0.99 lags the SincConv's changing output scale: validation sat at chance
     sample_rate: int = 16000
     raw_waveform: bool = True
     default_input_shape: tuple[int] = (16000,)
@@ -57,7 +58,7 @@ def build_sinc_kws(cfg: SincKwsConfig, *, input_shape, num_classes, feature_stat
     inputs = keras.Input(shape=tuple(input_shape), name="waveform")
     x = L.Reshape((input_shape[0], 1, 1), name="to_time_axis")(inputs)
     x = SincConv(cfg.sinc_filters, cfg.sinc_kernel, cfg.sinc_stride, cfg.sample_rate, name="sinc")(x)
-    x = L.BatchNormalization(name="sinc_bn")(x)
+    x = L.BatchNormalization(momentum=cfg.bn_momentum, name="sinc_bn")(x)
     x = L.ReLU(name="sinc_relu")(x)
     x = _pool(x, cfg.sinc_pool, "sinc_pool")
     for i, (channels, kernel, stride) in enumerate(cfg.blocks):
@@ -65,7 +66,7 @@ def build_sinc_kws(cfg: SincKwsConfig, *, input_shape, num_classes, feature_stat
         x = L.DepthwiseConv2D((kernel, 1), strides=(stride, 1), padding="same", use_bias=False,
                               name=f"{name}dw")(x)
         x = L.Conv2D(channels, 1, use_bias=False, name=f"{name}pw")(x)
-        x = L.BatchNormalization(name=f"{name}bn")(x)
+        x = L.BatchNormalization(momentum=cfg.bn_momentum, name=f"{name}bn")(x)
         x = L.ReLU(name=f"{name}relu")(x)
         x = _pool(x, cfg.block_pool, f"{name}pool")
     x = L.Dropout(cfg.dropout, name="head_dropout")(x)
