@@ -177,12 +177,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_stream)
 
     # Streaming deployment and its reports: each module owns its arguments (also runnable with python -m).
-    from kws_zoo import long_audio, stream_deploy, stream_drift
+    from kws_zoo import long_audio, stream_deploy, stream_drift, streaming_cost
 
     for name, module, text in (
             ("stream-export", stream_deploy, "int8 streaming .tflite (external and internal state), checked on TFLM"),
             ("long-audio", long_audio, "false rejects and false accepts per hour over a long test stream, DET PNG"),
-            ("stream-drift", stream_drift, "both int8 streaming forms on TFLM for minutes vs the whole-window model")):
+            ("stream-drift", stream_drift, "both int8 streaming forms on TFLM for minutes vs the whole-window model"),
+            ("stream-cost", streaming_cost, "MACs and weight bytes per second, arena and state: streaming vs not")):
         p = sub.add_parser(name, help=text, description=module.__doc__.splitlines()[0])
         module.add_arguments(p)
         p.set_defaults(func=module.run)

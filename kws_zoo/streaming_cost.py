@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from kws_zoo.compat import keras
-from kws_zoo.layers.stream import Stream
-from kws_zoo.profile import _COUNTED, _layer_macs, count_macs, read_tflite
-from kws_zoo.reparam import reparameterize
-from kws_zoo.streaming import streaming_spec, to_streaming
+# TensorFlow is imported inside the functions: `kws-zoo --help` imports this module for its arguments.
 
 
-def step_macs(stream_model: keras.Model) -> int:
+def step_macs(stream_model) -> int:
     """MACs of one streaming step: each Stream's layer over its ring buffer, other layers as usual."""
+    from kws_zoo.layers.stream import Stream
+    from kws_zoo.profile import _COUNTED, _layer_macs
+
     total = 0
     for layer in stream_model.layers:
         if isinstance(layer, Stream):
@@ -32,6 +31,8 @@ def step_macs(stream_model: keras.Model) -> int:
 
 def weight_bytes(model_bytes: bytes) -> int:
     """Bytes of the constant tensors (weights, biases, shapes) the main subgraph's ops read per invoke."""
+    from kws_zoo.profile import read_tflite
+
     model = read_tflite(model_bytes)
     sub = model.Subgraphs(0)
     used = {op_in for i in range(sub.OperatorsLength()) for op_in in
@@ -43,11 +44,14 @@ def weight_bytes(model_bytes: bytes) -> int:
     return int(total)
 
 
-def streaming_cost(model: keras.Model, *, hop_ms: float, representative: np.ndarray, recompute_ms: float = 20.0,
+def streaming_cost(model, *, hop_ms: float, representative: np.ndarray, recompute_ms: float = 20.0,
                    max_steps: int = 300) -> dict:
     """Cost of `model` run as a whole window every recompute_ms and streamed (external and internal state),
     each as int8 on TFLM. representative: feature streams [N, T, ...] for calibration (T >= window)."""
     from kws_zoo.export import to_tflite_int8
+    from kws_zoo.profile import count_macs
+    from kws_zoo.reparam import reparameterize
+    from kws_zoo.streaming import streaming_spec, to_streaming
     from kws_zoo.streaming_export import to_tflite_streaming
     from tflm.runtime import TflmModel
     from tflm.streaming import TflmStreamingModel
@@ -95,3 +99,49 @@ def format_cost(name: str, report: dict) -> str:
                     f"{r['state_bytes']:,} |")
     rows.append(f"\nMACs/s, non-streaming / streaming: {report['macs_per_s_ratio']:.1f}x")
     return "\n".join(rows)
+
+
+def preset_cost(name: str, hop_ms: float | None = None, num_classes: int = 12) -> dict:
+    """streaming_cost of a registered streamable preset at its default input, calibrated on random-walk
+    feature streams (costs do not depend on the weights). hop_ms defaults to a ~1 s window's hop."""
+    from kws_zoo.models import create_model
+
+    model = create_model(name, num_classes=num_classes)
+    window, bins = model.input_shape[1], model.input_shape[-1]
+    hop_ms = hop_ms or (20.0 if window < 60 else 10.0)
+    rng = np.random.default_rng(0)
+    walks = np.cumsum(rng.standard_normal((4, window + 60, bins)), axis=1) / np.sqrt(window)
+    report = streaming_cost(model, hop_ms=hop_ms, representative=walks.astype(np.float32))
+    return {**report, "input_shape": [int(window), int(bins)]}
+
+
+def summary_table(reports: dict) -> str:
+    """One row per preset: the figures the streaming issue asks for."""
+    rows = ["| preset (input, hop) | MACs/s whole every 20 ms | MACs/s streaming | ratio | weight B/s whole / "
+            "streaming | arena whole / external / internal | state bytes |", "|---|---:|---:|---:|---:|---:|---:|"]
+    for name, r in reports.items():
+        w, e, i = r["non_streaming"], r["external"], r["internal"]
+        shape = "x".join(map(str, r.get("input_shape", [r["window_frames"], "?"])))
+        rows.append(f"| {name} ({shape}, {r['hop_ms']:g} ms) | {w['macs_per_s'] / 1e6:.1f} M | "
+                    f"{e['macs_per_s'] / 1e6:.2f} M | {r['macs_per_s_ratio']:.1f}x | "
+                    f"{w['weight_bytes_per_s'] / 1e6:.2f} M / {e['weight_bytes_per_s'] / 1e6:.2f} M | "
+                    f"{w['arena_bytes']:,} / {e['arena_bytes']:,} / {i['arena_bytes']:,} | {e['state_bytes']:,} |")
+    return "\n".join(rows)
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("models", nargs="*", help="streamable presets (default: every streamable one)")
+    parser.add_argument("--hop-ms", type=float, help="feature hop (default 20 ms for ~50 frames, else 10 ms)")
+    parser.add_argument("--json", action="store_true")
+
+
+def run(args) -> None:
+    import json
+
+    from tqdm import tqdm
+
+    from kws_zoo.models import get_entry, list_models
+
+    names = args.models or [n for n in list_models() if get_entry(n).streamable]
+    reports = {name: preset_cost(name, args.hop_ms) for name in tqdm(names, desc="stream-cost", disable=args.json)}
+    print(json.dumps(reports, indent=2) if args.json else summary_table(reports))

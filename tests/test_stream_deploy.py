@@ -56,3 +56,13 @@ def test_stream_drift_and_long_audio_reports(run):
     assert report["rows"][-1]["threshold"] > report["rows"][0]["threshold"]
     events = json.loads((out / "events.json").read_text())
     assert len(events) == report["events"] and all(e["end_s"] > e["start_s"] for e in events)
+
+
+def test_stream_cost_reports_every_form():
+    reports = json.loads(kws("stream-cost", "repcnn_s_stream", "--json").stdout)
+    r = reports["repcnn_s_stream"]
+    assert r["input_shape"] == [49, 10] and r["hop_ms"] == 20
+    assert r["macs_per_s_ratio"] >= 10
+    for form in ("non_streaming", "external", "internal"):
+        assert r[form]["arena_bytes"] > 0 and r[form]["weight_bytes_per_s"] > 0
+    assert r["external"]["state_bytes"] == r["internal"]["state_bytes"] > 0 == r["non_streaming"]["state_bytes"]
