@@ -331,8 +331,9 @@ def to_streaming(model: keras.Model, mode: str = "external") -> keras.Model:
 
 
 def with_frequency_mean_pool(model: keras.Model) -> keras.Model:
-    """The same non-streaming function with each whole-map average pool that streaming splits (see
-    _plan_layer) split the same way: a frequency-mean depthwise conv, then the time pool. Equal in float;
+    """The same non-streaming function with its frequency means computed as the streaming graph computes
+    them (see _plan_layer): frequency-only average pools as depthwise convs, and each whole-map average
+    pool split into a frequency-mean depthwise conv and the time pool. Equal in float;
     in int8 it quantizes where the streaming graph does, so it is the whole-window reference to compare
     a streaming int8 model with (and its pool output keeps the narrower range of the mean)."""
     plain = to_plain(model)
@@ -349,6 +350,11 @@ def with_frequency_mean_pool(model: keras.Model) -> keras.Model:
             x = _freq_mean_conv(f"{layer.name}_freq_mean", plan.freq_mean)(x)
             x.node.layer.set_weights([np.full((1, plan.freq_mean, x.shape[-1], 1), 1.0 / plan.freq_mean, np.float32)])
             new = L.AveragePooling2D(pool_size=(plan.state_frames + 1, 1), name=layer.name)
+        elif plan.kind == "mean_conv":  # a frequency-only mean: the depthwise conv the streaming graph has
+            new = L.DepthwiseConv2D.from_config(plan.config)
+            tensors[layer.name] = new(x)
+            new.set_weights([np.full_like(new.get_weights()[0], 1.0 / np.prod(plan.config["kernel_size"]))])
+            continue
         else:
             new = layer.__class__.from_config(layer.get_config())
         tensors[layer.name] = new(x, **kwargs)
