@@ -40,7 +40,7 @@ def test_deep_ternary_spends_the_dense_budget():
     deep = create_model("matchboxnet_3x1x64_ternary_deep", input_shape=MFCC, num_classes=12)
     shallow = create_model("matchboxnet_3x1x64_ternary", input_shape=MFCC, num_classes=12)
     assert abs(_trainable(deep) - _trainable(dense)) / _trainable(dense) < 0.02  # measured -0.4%
-    assert _trainable(shallow) < 0.6 * _trainable(dense)
+    assert _trainable(shallow) < 0.8 * _trainable(dense) and len(ternary_layers(shallow)) == 3  # the B blocks
     assert len(ternary_layers(deep)) == 1 + 6 * 3 + 1  # prologue, every sub-block, epilogue
 
 
@@ -77,3 +77,14 @@ def test_config_validation():
         MatchboxNetConfig(epilogue_dilation=0)
     with pytest.raises(ValueError, match="ternary_sparsity"):
         MatchboxNetConfig(ternary_sparsity=1.0)
+    with pytest.raises(ValueError, match="ternary_scope"):
+        MatchboxNetConfig(ternary_scope="prologue")
+
+
+def test_ternary_scope_blocks_keeps_prologue_and_epilogue_dense():
+    model = create_model("matchboxnet_3x1x64_ternary", input_shape=MFCC, num_classes=12)  # the preset's scope
+    names = [t.name for t in ternary_layers(model)]
+    assert names == ["b1_r1_pw", "b2_r1_pw", "b3_r1_pw"]
+    assert isinstance(model.get_layer("prologue_pw"), keras.layers.Conv2D)
+    everywhere = create_model("matchboxnet_3x1x64_ternary", input_shape=MFCC, num_classes=12, ternary_scope="all")
+    assert len(ternary_layers(everywhere)) == 5 and _trainable(everywhere) < _trainable(model)

@@ -139,7 +139,7 @@ def small_ternary():
     """A narrow ternary MatchboxNet with calibrated, sign-mixed BatchNorm (fast to convert)."""
     keras.utils.set_random_seed(0)
     model = create_model("matchboxnet_3x1x64_ternary", input_shape=(40, 16), num_classes=6,
-                         channels=16, prologue_channels=24, epilogue_channels=24)
+                         channels=16, prologue_channels=24, epilogue_channels=24, ternary_scope="all")
     x = np.random.default_rng(0).normal(size=(64, 40, 16)).astype(np.float32)
     calibrate_bn(model, x)
     return model, x

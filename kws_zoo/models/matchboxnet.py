@@ -17,8 +17,10 @@ head      average over time, dense -> classes
 Sizes follow NVIDIA NeMo's matchboxnet_3x1x64 config (64 MFCC, 25 ms / 10 ms; NeMo crops/pads to 128
 frames, our 1 s clips give 98). With 64 bins the paper's 77k parameters are the trainable ones for
 the 30 GSC-v1 words; at 12 classes it is 74.9k. The ternary variants (arXiv 2103.17142) replace the
-1x1 half of every separable conv by a constant sparse random {-1, 0, +1} matrix; the residual 1x1
-convs, the final 1x1 conv and the classifier stay trained.
+1x1 half of the separable convs by a constant sparse random {-1, 0, +1} matrix: `_ternary` those of the
+B blocks (ternary_scope 'blocks'), `_ternary_deep` every one, prologue and epilogue too ('all'); the
+residual 1x1 convs, the final 1x1 conv and the classifier stay trained. Measured on the synthetic 12-label
+task (docs/results.md): 'all' at 3x1x64 trails the dense model by 2.1-2.3 points, 'blocks' by 0.7-1.8.
 """
 from __future__ import annotations
 
@@ -48,6 +50,7 @@ class MatchboxNetConfig:
     ternary: bool = False      # constant ternary 1x1 in the separable convs
     ternary_sparsity: float = 0.5  # fraction of zeros (our default, not from the paper)
     ternary_seed: int = 0      # layer i uses seed ternary_seed * 1000 + i
+    ternary_scope: str = "all"  # "all" separable convs, or the B "blocks" only (prologue/epilogue stay dense)
     default_input_shape: tuple[int, int] = (98, 64)  # 1 s of 64 MFCC at 10 ms hop, 25 ms window
     # 'valid' or 'causal' to stream (kws_zoo.models.common.TIME_PADDINGS); with 'valid' each block's residual
     # is cropped at its oldest frames to the main path's shorter length.
@@ -61,6 +64,8 @@ class MatchboxNetConfig:
             raise ValueError("kernel sizes and dilation must be positive, kernel_step non-negative")
         if not 0.0 <= self.ternary_sparsity < 1.0:
             raise ValueError(f"ternary_sparsity must be in [0, 1), got {self.ternary_sparsity}")
+        if self.ternary_scope not in ("all", "blocks"):
+            raise ValueError(f"ternary_scope must be 'all' or 'blocks', got {self.ternary_scope!r}")
 
 
 class _Builder:
@@ -70,19 +75,19 @@ class _Builder:
         self.cfg = cfg
         self.ternary_count = 0
 
-    def pointwise(self, x, filters: int, name: str):
-        if not self.cfg.ternary:
+    def pointwise(self, x, filters: int, name: str, in_block: bool):
+        if not self.cfg.ternary or (self.cfg.ternary_scope == "blocks" and not in_block):
             return L.Conv2D(filters, 1, use_bias=False, name=name)(x)
         seed = self.cfg.ternary_seed * 1000 + self.ternary_count
         self.ternary_count += 1
         return TernaryPointwise(filters, seed=seed, sparsity=self.cfg.ternary_sparsity, name=name)(x)
 
-    def separable(self, x, filters: int, kernel: int, name: str, dilation: int = 1):
+    def separable(self, x, filters: int, kernel: int, name: str, dilation: int = 1, in_block: bool = False):
         """Time-channel separable conv + BN (activation left to the caller, for the residual add)."""
         x, padding = pad_time(x, (kernel, 1), 1, (dilation, 1), self.cfg.time_padding, name)
         x = L.DepthwiseConv2D((kernel, 1), padding=padding, dilation_rate=(dilation, 1), use_bias=False,
                               name=f"{name}dw")(x)
-        x = self.pointwise(x, filters, f"{name}pw")
+        x = self.pointwise(x, filters, f"{name}pw", in_block)
         return L.BatchNormalization(name=f"{name}bn")(x)
 
     def activate(self, x, name: str):
@@ -96,7 +101,7 @@ class _Builder:
         residual = L.BatchNormalization(name=f"{name}res_bn")(residual)
         for r in range(cfg.repeats):
             sub = f"{name}r{r + 1}_"
-            x = self.separable(x, cfg.channels, kernel, sub)
+            x = self.separable(x, cfg.channels, kernel, sub, in_block=True)
             if r == cfg.repeats - 1:
                 extra = residual.shape[1] - x.shape[1]  # > 0 only with 'valid' time padding
                 if extra:
@@ -134,11 +139,13 @@ for _b, _r in ((3, 1), (3, 2), (6, 2)):
     _name = f"matchboxnet_{_b}x{_r}x64"
     _register(_name, MatchboxNetConfig(blocks=_b, repeats=_r),
               f"MatchboxNet {_b}x{_r}x64 on 64 MFCC (time-channel separable convs)")
-    _register(f"{_name}_ternary", MatchboxNetConfig(blocks=_b, repeats=_r, ternary=True),
-              f"MatchboxNet {_b}x{_r}x64 with constant sparse ternary 1x1 convs (arXiv 2103.17142)")
+    _register(f"{_name}_ternary", MatchboxNetConfig(blocks=_b, repeats=_r, ternary=True, ternary_scope="blocks"),
+              f"MatchboxNet {_b}x{_r}x64 with constant sparse ternary 1x1 convs in its blocks (arXiv 2103.17142)")
 # Streaming twins of 3x1x64: 'valid' time convs, so the streaming graph equals the model on every window. The
 # epilogue's dilation 2 (57 frames) would make the receptive field 109 frames, more than the 98-frame window;
-# dilation 1 gives 81 frames (0.8 s) and 18 positions averaged.
+# dilation 1 gives 81 frames (0.8 s) and 18 positions averaged. The ternary twin keeps ternary_scope 'all':
+# with 'blocks', its internal-state int8 graph measured 7x the external one's error (98.6% top-1 agreement in
+# tests/test_streaming.py), not yet understood.
 for _ternary in (False, True):
     _register("matchboxnet_3x1x64" + ("_ternary" if _ternary else "") + "_stream",
               MatchboxNetConfig(ternary=_ternary, epilogue_dilation=1, time_padding="valid"),
