@@ -94,6 +94,8 @@ def _plot(report: dict, path: str) -> str:
         top.plot(m, [100 * r["top1_agreement"] for r in entry["per_minute"]], marker="o", label=form)
         bottom.plot(m, [r["mean_abs_logit_diff"] for r in entry["per_minute"]], marker="o", label=form)
     top.set_ylabel("top-1 agreement (%)")
+    top.set_ylim(min(95.0, top.get_ylim()[0]), 100.5)  # from zero-ish, so int8 noise does not look like drift
+    bottom.set_ylim(0, bottom.get_ylim()[1] * 1.5)
     bottom.set_ylabel("mean |logit diff|")
     bottom.set_xlabel("minute of the stream")
     top.set_title(f"int8 streaming vs whole-window on TFLM, {os.path.basename(os.path.normpath(report['run']))}",
