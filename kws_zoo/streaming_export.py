@@ -55,8 +55,8 @@ def _concrete(stream_model: keras.Model):
 def calibration_steps(stream_model: keras.Model, features: np.ndarray, max_steps: int = 2000):
     """Yields model inputs ({name: array}, batch 1) met while streaming features [N, T, ...] from zero states.
 
-    Internal state: the steps in stream order (the calibrator carries the variables from one to the next),
-    the first max_steps of them. External state: every k-th step of every stream, k chosen for at most
+    Internal state: consecutive steps (the calibrator carries the variables from one to the next), the last
+    max_steps / N of each stream, or its last receptive field and a few steps if more. External state: every k-th step of every stream, k chosen for at most
     max_steps, states computed by the float model as the generator goes (nothing is stored: a DS-CNN's
     states are 50k values per step).
     """
@@ -65,8 +65,16 @@ def calibration_steps(stream_model: keras.Model, features: np.ndarray, max_steps
     step = stream_model.inputs[0].shape[1]
     steps = features.shape[1] // step
     if not _is_external(stream_model):
-        chunks = features[:, :steps * step].reshape(-1, 1, step, *features.shape[2:])
-        for chunk in chunks[:max_steps]:
+        # The last max_steps / N steps of each stream, streams one after another: every stream (often one
+        # class each) is seen, and the variables carry real frames, like continuous audio with splices.
+        # (The first max_steps in order would calibrate on one stream's warm-up only.)
+        # At least a receptive field's worth per stream (the sum of the ring buffers bounds it), so the last
+        # steps of each see that stream alone: spliced windows give smaller ranges, and logits calibrated
+        # only on them clip (measured: 8x the external form's error).
+        field = sum(layer.state_frames for layer in stream_model.layers if isinstance(layer, Stream)) // step + 1
+        per = min(steps, max(max_steps // len(features), field + 8))
+        chunks = features[:, :steps * step].reshape(len(features), steps, 1, step, *features.shape[2:])
+        for chunk in chunks[:, steps - per:].reshape(-1, 1, step, *features.shape[2:]):
             yield {names[0]: chunk}
         return
     every = max(1, -(-len(features) * steps // max_steps))

@@ -143,12 +143,10 @@ for _b, _r in ((3, 1), (3, 2), (6, 2)):
               f"MatchboxNet {_b}x{_r}x64 with constant sparse ternary 1x1 convs in its blocks (arXiv 2103.17142)")
 # Streaming twins of 3x1x64: 'valid' time convs, so the streaming graph equals the model on every window. The
 # epilogue's dilation 2 (57 frames) would make the receptive field 109 frames, more than the 98-frame window;
-# dilation 1 gives 81 frames (0.8 s) and 18 positions averaged. The ternary twin keeps ternary_scope 'all':
-# with 'blocks', its internal-state int8 graph measured 7x the external one's error (98.6% top-1 agreement in
-# tests/test_streaming.py), not yet understood.
+# dilation 1 gives 81 frames (0.8 s) and 18 positions averaged.
 for _ternary in (False, True):
     _register("matchboxnet_3x1x64" + ("_ternary" if _ternary else "") + "_stream",
-              MatchboxNetConfig(ternary=_ternary, epilogue_dilation=1, time_padding="valid"),
+              MatchboxNetConfig(ternary=_ternary, ternary_scope="blocks", epilogue_dilation=1, time_padding="valid"),
               "MatchboxNet 3x1x64" + (" ternary" if _ternary else "") + " for streaming: 'valid' time convs, "
               "epilogue dilation 1")
 # Spends the trainable parameters the ternary 1x1s free on depth: 6x3x64 ternary has 99.6% of the
