@@ -36,6 +36,7 @@ def check_drift(run_dir: str, *, minutes: float = 10.0, every_s: float = 1.0, se
     """Per-minute agreement of both streaming forms with the whole-window int8 model, on TFLM."""
     from tqdm import tqdm
 
+    from kws_zoo.io import atomic_write_json
     from kws_zoo.long_audio import build_test_stream, stream_features
     from tflm.runtime import TflmModel
     from tflm.streaming import TflmStreamingModel
@@ -76,8 +77,6 @@ def check_drift(run_dir: str, *, minutes: float = 10.0, every_s: float = 1.0, se
                                  "per_minute": rows}
     report["external_equals_internal"] = bool(np.array_equal(outputs["external"], outputs["internal"]))
     report["png"] = _plot(report, os.path.join(stream_dir, "drift.png"))
-    from kws_zoo.io import atomic_write_json
-
     atomic_write_json(os.path.join(stream_dir, "drift.json"), report)
     return report
 

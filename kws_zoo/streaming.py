@@ -143,8 +143,7 @@ def _plan_layer(layer, ins: list[_Tensor], in_shapes: list[tuple], out_shape: tu
                 # A mean over frequency as a depthwise conv of 1/n weights: int8 AVERAGE_POOL_2D needs its input's
                 # scale, and the converter, unifying it with the ring buffer's, would impose the narrow range of
                 # the mean on the pool's wide input (measured: BC-ResNet's top-1 fell to 20%). A conv has its own.
-                conv = {"name": layer.name, "kernel_size": tuple(cfg["pool_size"]), "strides": tuple(cfg["strides"]),
-                        "padding": "valid", "use_bias": False, "dtype": cfg.get("dtype")}
+                conv = {"kernel_size": tuple(cfg["pool_size"]), "strides": tuple(cfg["strides"])}
                 return _Plan("mean_conv", config=conv), first
             return _Plan("copy", config=cfg), first
         if padding != "valid":
@@ -262,10 +261,11 @@ def _state_frame(layer, plan: _Plan) -> tuple:
     return (1, *frame[1:]) if plan.freq_mean else frame
 
 
-def _freq_mean_conv(name: str, bins: int) -> L.DepthwiseConv2D:
-    """A mean over `bins` frequency positions as a depthwise conv (weights 1/bins, set after building): int8
-    AVERAGE_POOL_2D would have to share its wide input's scale with the narrow mean (see _plan_layer)."""
-    return L.DepthwiseConv2D((1, bins), padding="valid", use_bias=False, name=name)
+def _mean_conv(name: str, kernel_size: tuple, strides: tuple = (1, 1)) -> L.DepthwiseConv2D:
+    """An average pool as a depthwise conv of constant 1/n weights: int8 AVERAGE_POOL_2D would have to share
+    its wide input's scale with the narrow mean (see _plan_layer)."""
+    return L.DepthwiseConv2D(kernel_size, strides=strides, padding="valid", use_bias=False, name=name,
+                             depthwise_initializer=keras.initializers.Constant(1.0 / math.prod(kernel_size)))
 
 
 def to_streaming(model: keras.Model, mode: str = "external") -> keras.Model:
@@ -293,10 +293,10 @@ def to_streaming(model: keras.Model, mode: str = "external") -> keras.Model:
         if plan.kind == "pass":
             tensors[layer.name] = x
             continue
-        new = (L.DepthwiseConv2D.from_config(plan.config) if plan.kind == "mean_conv"
+        new = (_mean_conv(layer.name, **plan.config) if plan.kind == "mean_conv"
                else layer.__class__.from_config(plan.config))
         if plan.freq_mean:
-            x = _freq_mean_conv(f"{layer.name}_freq_mean", plan.freq_mean)(x)
+            x = _mean_conv(f"{layer.name}_freq_mean", (1, plan.freq_mean))(x)
         if plan.kind == "stream":
             stream = Stream(new, plan.state_frames, mode, name=layer.name)
             streams[layer.name] = stream
@@ -317,12 +317,6 @@ def to_streaming(model: keras.Model, mode: str = "external") -> keras.Model:
                                [logits, *state_outputs] if mode == "external" else logits,
                                name=f"{model.name}_stream_{mode}")
     for layer in plain.layers:
-        mean_name = {"mean_conv": layer.name}.get(plans[layer.name].kind,
-                                                  f"{layer.name}_freq_mean" if plans[layer.name].freq_mean else None)
-        if mean_name:
-            conv = stream_model.get_layer(mean_name)
-            kernel = conv.get_weights()[0]
-            conv.set_weights([np.full_like(kernel, 1.0 / np.prod(kernel.shape[:2]))])
         if not layer.weights or plans[layer.name].kind == "pass":
             continue
         target = streams[layer.name].layer if layer.name in streams else stream_model.get_layer(layer.name)
@@ -347,14 +341,10 @@ def with_frequency_mean_pool(model: keras.Model) -> keras.Model:
         x = ins if len(ins) > 1 else ins[0]
         plan = plans[layer.name]
         if plan.freq_mean:
-            x = _freq_mean_conv(f"{layer.name}_freq_mean", plan.freq_mean)(x)
-            x.node.layer.set_weights([np.full((1, plan.freq_mean, x.shape[-1], 1), 1.0 / plan.freq_mean, np.float32)])
+            x = _mean_conv(f"{layer.name}_freq_mean", (1, plan.freq_mean))(x)
             new = L.AveragePooling2D(pool_size=(plan.state_frames + 1, 1), name=layer.name)
         elif plan.kind == "mean_conv":  # a frequency-only mean: the depthwise conv the streaming graph has
-            new = L.DepthwiseConv2D.from_config(plan.config)
-            tensors[layer.name] = new(x)
-            new.set_weights([np.full_like(new.get_weights()[0], 1.0 / np.prod(plan.config["kernel_size"]))])
-            continue
+            new = _mean_conv(layer.name, **plan.config)
         else:
             new = layer.__class__.from_config(layer.get_config())
         tensors[layer.name] = new(x, **kwargs)
