@@ -15,6 +15,7 @@ from collections.abc import Iterable
 import numpy as np
 
 from kws_zoo.compat import keras, tf
+from kws_zoo.layers.strided_depthwise import tflite_graph
 from kws_zoo.profile import float_ops, read_tflite
 
 
@@ -25,7 +26,8 @@ def _converter(model: keras.Model) -> tf.lite.TFLiteConverter:
     # Convert with batch 1, as the device runs it: a dynamic batch dimension makes every Reshape compute
     # its shape at run time (SHAPE, STRIDED_SLICE, PACK ops: more flash, arena and invoke time).
     spec = tf.TensorSpec((1, *model.input_shape[1:]), model.inputs[0].dtype)
-    fn = tf.function(lambda x: model(x, training=False)).get_concrete_function(spec)
+    with tflite_graph():  # one strided DEPTHWISE_CONV_2D per layer (see kws_zoo.layers.strided_depthwise)
+        fn = tf.function(lambda x: model(x, training=False)).get_concrete_function(spec)
     return tf.lite.TFLiteConverter.from_concrete_functions([fn], model)
 
 

@@ -97,9 +97,11 @@ def load_predictor(path: str, runtime: str = "tflm") -> Predictor:
 def load_keras(path: str):
     from kws_zoo.compat import keras
     import kws_zoo.layers  # noqa: F401  (registers the custom layers for deserialisation)
+    from kws_zoo.layers.strided_depthwise import with_portable_strides
 
     try:
-        return keras.models.load_model(path, compile=False)
+        model = keras.models.load_model(path, compile=False)
     except Exception as err:
         raise ModelLoadError(f"{path}: cannot load as a Keras model ({str(err).splitlines()[0]})") from None
+    return with_portable_strides(model)
 

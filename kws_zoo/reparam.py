@@ -22,9 +22,10 @@ import numpy as np
 
 from kws_zoo.compat import keras
 from kws_zoo.layers.bn_affine import bn_affine
+from kws_zoo.layers.strided_depthwise import StridedDepthwiseConv2D
 
 L = keras.layers
-_CONVS = (L.Conv2D, L.DepthwiseConv2D)
+_CONVS = (L.Conv2D, L.DepthwiseConv2D, StridedDepthwiseConv2D)
 
 
 def max_abs_diff(a: keras.Model, b: keras.Model, x: np.ndarray) -> float:
@@ -92,7 +93,7 @@ def reparameterize(model: keras.Model, *, check: bool = True) -> keras.Model:
     uses.update(ref[0] for ref in config["output_layers"])
     entries: list[dict] = []
     weights: dict[str, list[np.ndarray]] = {}
-    convs: dict[str, dict] = {}  # name -> entry of a conv whose BN may still fold into it
+    convs: dict[str, tuple[dict, bool]] = {}  # name -> (entry, depthwise) of a conv whose BN may still fold into it
     rename: dict[str, str] = {}
     for old in config["layers"]:
         name, inbound = old["name"], _rename_refs(old["inbound_nodes"], rename)
@@ -106,9 +107,8 @@ def reparameterize(model: keras.Model, *, check: bool = True) -> keras.Model:
             new, values = layer.plain_layer()
             entry = _entry(new, inbound)
         elif (_is_foldable_bn(layer, inbound) and producer in convs and uses[producer] == 1):
-            conv = convs.pop(producer)
+            conv, is_dw = convs.pop(producer)
             kernel, *bias = weights[producer]
-            is_dw = conv["class_name"] == "DepthwiseConv2D"
             weights[producer] = list(fold_batchnorm(kernel, bias[0] if bias else None, layer, is_dw))
             conv["config"]["use_bias"] = True
             rename[name] = producer
@@ -120,7 +120,7 @@ def reparameterize(model: keras.Model, *, check: bool = True) -> keras.Model:
         entries.append(entry)
         weights[name] = values
         if type(new) in _CONVS and new.get_config()["activation"] == "linear" and len(inbound) == 1:
-            convs[name] = entry
+            convs[name] = entry, isinstance(new, L.DepthwiseConv2D)
     config = {**config, "layers": entries,
               "output_layers": _rename_refs(config["output_layers"], rename)}
     plain = keras.Model.from_config(config)

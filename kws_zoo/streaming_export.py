@@ -26,6 +26,7 @@ import numpy as np
 
 from kws_zoo.compat import keras, tf
 from kws_zoo.layers.stream import Stream
+from kws_zoo.layers.strided_depthwise import tflite_graph
 from kws_zoo.profile import float_ops, read_tflite
 from kws_zoo.streaming import reset_states, zero_states
 
@@ -93,7 +94,9 @@ def to_tflite_streaming(stream_model: keras.Model, representative: np.ndarray | 
                         max_steps: int = 2000) -> bytes:
     """int8 .tflite of a streaming model (float when representative is None), calibrated by streaming
     `representative` features [N, T, ...] (a few long streams or many clips)."""
-    conv = tf.lite.TFLiteConverter.from_concrete_functions([_concrete(stream_model)], stream_model)
+    with tflite_graph():  # one strided DEPTHWISE_CONV_2D per layer (see kws_zoo.layers.strided_depthwise)
+        fn = _concrete(stream_model)
+    conv = tf.lite.TFLiteConverter.from_concrete_functions([fn], stream_model)
     saved = []
     if not _is_external(stream_model):
         conv.experimental_enable_resource_variables = True

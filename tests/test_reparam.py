@@ -7,6 +7,7 @@ import pytest
 from kws_zoo.compat import keras
 from kws_zoo.export import to_tflite_int8
 from kws_zoo.layers.rep_conv import RepConv2D
+from kws_zoo.layers.strided_depthwise import StridedDepthwiseConv2D
 from kws_zoo.models import create_model, list_models
 from kws_zoo.profile import read_tflite, tflite_ops
 from kws_zoo.reparam import max_abs_diff, reparameterize
@@ -119,7 +120,7 @@ def test_each_rep_conv_form_folds_exactly(case, spatial):
     assert (layer.identity_bn is not None) == (case in HAS_IDENTITY)
     plain = reparameterize(model, check=False)
     (folded,) = plain.layers[1:]
-    assert type(folded) is (L.DepthwiseConv2D if layer.depthwise else L.Conv2D)
+    assert type(folded) is (StridedDepthwiseConv2D if layer.depthwise else L.Conv2D)
     assert folded.kernel_size == layer.kernel_size and folded.dilation_rate == layer.dilation_rate
     x = np.random.default_rng(3).standard_normal((3, *spatial, 6)).astype(np.float32)
     y = model(x, training=False).numpy()

@@ -1,4 +1,5 @@
 from kws_zoo.layers import plain  # noqa: F401
+from kws_zoo.layers import strided_depthwise  # noqa: F401
 from kws_zoo.layers import ternary_pointwise  # noqa: F401
 from kws_zoo.layers import rep_conv  # noqa: F401
 from kws_zoo.layers import subspectral_norm  # noqa: F401

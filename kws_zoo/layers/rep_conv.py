@@ -19,6 +19,7 @@ import numpy as np
 
 from kws_zoo.compat import keras, tf
 from kws_zoo.layers.bn_affine import bn_affine
+from kws_zoo.layers.strided_depthwise import StridedDepthwiseConv2D, depthwise_conv2d
 
 
 def _pair(value: int | Sequence[int], what: str) -> tuple[int, int]:
@@ -104,7 +105,7 @@ class RepConv2D(keras.layers.Layer):
         return [[(kh - h) // 2] * 2, [(kw - w) // 2] * 2, [0, 0], [0, 0]]
 
     def _conv(self, x, kernel, size: tuple[int, int]):
-        strides, padding = (1, *self.strides, 1), self.padding.upper()
+        padding = self.padding.upper()
         if size != self.kernel_size and self.padding == "valid":
             # 'VALID' windows start at the main kernel's corner: give the small kernel exactly the input under
             # its place in each main window. (Zero-padding the small kernel instead, or cropping surplus outputs,
@@ -115,8 +116,8 @@ class RepConv2D(keras.layers.Layer):
             # a small kernel's windows would not be centred in the main kernel's: convolve it zero-padded.
             kernel = tf.pad(kernel, self._centre_pad(size))
         if self.depthwise:
-            return tf.nn.depthwise_conv2d(x, kernel, strides, padding, dilations=self.dilation_rate)
-        return tf.nn.conv2d(x, kernel, strides, padding, dilations=self.dilation_rate)
+            return depthwise_conv2d(x, kernel, self.strides, padding, self.dilation_rate)
+        return tf.nn.conv2d(x, kernel, (1, *self.strides, 1), padding, dilations=self.dilation_rate)
 
     def _window_input(self, x, size: tuple[int, int]):
         """'valid' only: the part of x that a (h, w) kernel centred in each main-kernel window reads, so that
@@ -165,11 +166,11 @@ class RepConv2D(keras.layers.Layer):
         return kernel.astype(np.float32), np.asarray(bias, np.float32)
 
     def plain_layer(self) -> tuple[keras.layers.Layer, list[np.ndarray]]:
-        """(standard Conv2D/DepthwiseConv2D with bias, its weights): this layer's inference form under
-        its own name (the kws_zoo.layers.plain protocol)."""
+        """(standard Conv2D or (Strided)DepthwiseConv2D with bias, its weights): this layer's inference form
+        under its own name (the kws_zoo.layers.plain protocol)."""
         common = dict(kernel_size=self.kernel_size, strides=self.strides, padding=self.padding,
                       dilation_rate=self.dilation_rate, use_bias=True, name=self.name, dtype=self.dtype_policy)
-        layer = (keras.layers.DepthwiseConv2D(**common) if self.depthwise
+        layer = (StridedDepthwiseConv2D(**common) if self.depthwise
                  else keras.layers.Conv2D(self.kernels[0].shape[-1], **common))
         return layer, list(self.fused_kernel_bias())
 

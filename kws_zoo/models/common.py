@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from kws_zoo.compat import keras
+from kws_zoo.layers.strided_depthwise import same_padding
 
 
 def feature_input(input_shape, feature_stats=None):
@@ -32,13 +33,6 @@ TIME_PADDINGS = ("same", "valid", "causal")
 
 def _pair(v) -> tuple[int, int]:
     return (int(v), int(v)) if np.isscalar(v) else tuple(int(i) for i in v)
-
-
-def same_padding(size: int, kernel: int, stride: int = 1, dilation: int = 1) -> tuple[int, int]:
-    """(before, after) that TensorFlow's 'SAME' pads an axis of `size` with."""
-    reach = (kernel - 1) * dilation + 1
-    total = max((-(-size // stride) - 1) * stride + reach - size, 0)
-    return total // 2, total - total // 2
 
 
 def pad_time(x, kernel, strides=1, dilation=1, time_padding: str = "same", name: str = ""):
