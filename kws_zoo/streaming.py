@@ -34,6 +34,7 @@ import numpy as np
 from kws_zoo.compat import keras, tf
 from kws_zoo.layers.plain import to_plain
 from kws_zoo.layers.stream import MODES, Stream
+from kws_zoo.layers.strided_depthwise import depthwise_conv_layer
 
 L = keras.layers
 
@@ -264,8 +265,8 @@ def _state_frame(layer, plan: _Plan) -> tuple:
 def _mean_conv(name: str, kernel_size: tuple, strides: tuple = (1, 1)) -> L.DepthwiseConv2D:
     """An average pool as a depthwise conv of constant 1/n weights: int8 AVERAGE_POOL_2D would have to share
     its wide input's scale with the narrow mean (see _plan_layer)."""
-    return L.DepthwiseConv2D(kernel_size, strides=strides, padding="valid", use_bias=False, name=name,
-                             depthwise_initializer=keras.initializers.Constant(1.0 / math.prod(kernel_size)))
+    return depthwise_conv_layer(kernel_size, strides=strides, padding="valid", use_bias=False, name=name,
+                                depthwise_initializer=keras.initializers.Constant(1.0 / math.prod(kernel_size)))
 
 
 def to_streaming(model: keras.Model, mode: str = "external") -> keras.Model:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from kws_zoo.compat import keras
+from kws_zoo.layers.strided_depthwise import StridedDepthwiseConv2D
 
 # An explicit, generous TFLM arena: TflmModel's automatic search tries small arenas first, and at some
 # of them TFLM's DEPTHWISE_CONV_2D / STRIDED_SLICE Prepare dereferences a failed allocation (segfault).
@@ -24,6 +25,7 @@ def randomize_bn(model: keras.Model, seed: int = 0) -> None:
 
 
 def custom_layers(model: keras.Model) -> list[str]:
-    """'name:Class' of every layer that is not a standard tf_keras layer."""
+    """'name:Class' of every layer that is not a standard tf_keras layer. StridedDepthwiseConv2D counts as
+    standard: it is keras' DepthwiseConv2D (same config and weights) computed on any CPU's kernels."""
     return [f"{layer.name}:{type(layer).__name__}" for layer in model.layers
-            if not type(layer).__module__.startswith("tf_keras.")]
+            if not type(layer).__module__.startswith("tf_keras.") and type(layer) is not StridedDepthwiseConv2D]

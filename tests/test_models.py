@@ -4,7 +4,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from kws_zoo.compat import keras
+from kws_zoo.compat import keras, tf
 from kws_zoo.export import to_tflite_int8
 from kws_zoo.models import create_model, get_entry, list_models, model_config
 from tflm.runtime import TflmModel
@@ -40,11 +40,21 @@ def test_overrides_change_the_architecture():
 
 
 @pytest.mark.parametrize("name", list_models())
-def test_every_model_builds_round_trips_exports_and_runs_on_tflm(name, tmp_path):
+def test_every_model_builds_trains_round_trips_exports_and_runs_on_tflm(name, tmp_path):
     shape = _input_shape(name)
     stats = None if len(shape) == 1 else (np.full(shape[-1], 0.5), np.full(shape[-1], 2.0))
     model = create_model(name, input_shape=shape, num_classes=12, feature_stats=stats)
     x = np.random.default_rng(0).standard_normal((4, *shape)).astype(np.float32)
+
+    # One training step (gradients of every layer on this CPU's kernels): every trainable weight moves.
+    with tf.GradientTape() as tape:
+        loss = keras.losses.sparse_categorical_crossentropy([0, 1, 2, 3], model(x, training=True), from_logits=True)
+    grads = tape.gradient(loss, model.trainable_variables)
+    assert all(g is not None and np.all(np.isfinite(g)) for g in grads)
+    before = [v.numpy() for v in model.trainable_variables]
+    keras.optimizers.SGD(0.1).apply_gradients(zip(grads, model.trainable_variables))
+    assert all(not np.array_equal(b, v.numpy()) for b, v in zip(before, model.trainable_variables))
+
     y = model(x, training=False).numpy()
     assert y.shape == (4, 12) and np.all(np.isfinite(y))
 

@@ -99,6 +99,8 @@ CASES = {
     "depthwise_3x3_identity": dict(filters=None, kernel_size=3, depthwise=True, branch_kernels=((1, 1),)),
     "depthwise_3x3_stride2": dict(filters=None, kernel_size=3, depthwise=True, strides=2,
                                   branch_kernels=((1, 1), (3, 1))),
+    "depthwise_3x3_freq_stride2": dict(filters=None, kernel_size=3, depthwise=True, strides=(1, 2),
+                                       branch_kernels=((1, 1), (1, 3))),
     "temporal_5x1_depthwise": dict(filters=None, kernel_size=(5, 1), depthwise=True,
                                    branch_kernels=((3, 1), (1, 1))),
     "temporal_5x1_dilated": dict(filters=None, kernel_size=(5, 1), depthwise=True, dilation_rate=(3, 1),
@@ -120,7 +122,9 @@ def test_each_rep_conv_form_folds_exactly(case, spatial):
     assert (layer.identity_bn is not None) == (case in HAS_IDENTITY)
     plain = reparameterize(model, check=False)
     (folded,) = plain.layers[1:]
-    assert type(folded) is (StridedDepthwiseConv2D if layer.depthwise else L.Conv2D)
+    unequal_strides = layer.strides[0] != layer.strides[1]
+    assert type(folded) is (L.Conv2D if not layer.depthwise
+                            else StridedDepthwiseConv2D if unequal_strides else L.DepthwiseConv2D)
     assert folded.kernel_size == layer.kernel_size and folded.dilation_rate == layer.dilation_rate
     x = np.random.default_rng(3).standard_normal((3, *spatial, 6)).astype(np.float32)
     y = model(x, training=False).numpy()

@@ -19,7 +19,7 @@ import numpy as np
 
 from kws_zoo.compat import keras, tf
 from kws_zoo.layers.bn_affine import bn_affine
-from kws_zoo.layers.strided_depthwise import StridedDepthwiseConv2D, depthwise_conv2d
+from kws_zoo.layers.strided_depthwise import depthwise_conv2d, depthwise_conv_layer
 
 
 def _pair(value: int | Sequence[int], what: str) -> tuple[int, int]:
@@ -166,11 +166,11 @@ class RepConv2D(keras.layers.Layer):
         return kernel.astype(np.float32), np.asarray(bias, np.float32)
 
     def plain_layer(self) -> tuple[keras.layers.Layer, list[np.ndarray]]:
-        """(standard Conv2D or (Strided)DepthwiseConv2D with bias, its weights): this layer's inference form
+        """(Conv2D or DepthwiseConv2D (portable for unequal strides) with bias, its weights): this layer's inference form
         under its own name (the kws_zoo.layers.plain protocol)."""
         common = dict(kernel_size=self.kernel_size, strides=self.strides, padding=self.padding,
                       dilation_rate=self.dilation_rate, use_bias=True, name=self.name, dtype=self.dtype_policy)
-        layer = (StridedDepthwiseConv2D(**common) if self.depthwise
+        layer = (depthwise_conv_layer(**common) if self.depthwise
                  else keras.layers.Conv2D(self.kernels[0].shape[-1], **common))
         return layer, list(self.fused_kernel_bias())
 

@@ -70,6 +70,14 @@ class StridedDepthwiseConv2D(keras.layers.DepthwiseConv2D):
         return self.activation(y) if self.activation is not None else y
 
 
+def depthwise_conv_layer(kernel_size, strides=(1, 1), **kwargs) -> keras.layers.DepthwiseConv2D:
+    """keras.layers.DepthwiseConv2D, or StridedDepthwiseConv2D where its strides differ (the only case that
+    needs it): equal-stride layers keep the standard class in saved configs and for TFMOT."""
+    rows, cols = (strides, strides) if isinstance(strides, int) else strides
+    cls = StridedDepthwiseConv2D if rows != cols else keras.layers.DepthwiseConv2D
+    return cls(kernel_size, strides=strides, **kwargs)
+
+
 def with_portable_strides(model: keras.Model) -> keras.Model:
     """`model` with every plain DepthwiseConv2D of unequal strides swapped for StridedDepthwiseConv2D (same
     config and weights): runs saved before kws_zoo 0.1.1 hold the plain layer, which CPUs without oneDNN cannot

@@ -21,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 
 from kws_zoo.compat import keras
-from kws_zoo.layers.strided_depthwise import StridedDepthwiseConv2D
+from kws_zoo.layers.strided_depthwise import depthwise_conv_layer
 from kws_zoo.layers.subspectral_norm import SubSpectralNorm
 from kws_zoo.models.common import feature_input, pad_time
 from kws_zoo.models.registry import register_model
@@ -66,8 +66,8 @@ def bc_res_block(x, channels: int, *, freq_stride: int, dilation: int, sub_bands
     if transition:
         x = _conv_bn(x, channels, 1, name=f"{name}transition_")
     # 2D part: frequency-depthwise conv, (1, 3) over (time, freq); SSN keeps per-band statistics.
-    x = StridedDepthwiseConv2D((1, 3), strides=(1, freq_stride), padding="same", use_bias=False,
-                               name=f"{name}freq_dw")(x)
+    x = depthwise_conv_layer((1, 3), strides=(1, freq_stride), padding="same", use_bias=False,
+                             name=f"{name}freq_dw")(x)
     f2 = SubSpectralNorm(sub_bands, name=f"{name}ssn")(x)
     # 1D part on the frequency average: temporal depthwise (3, 1) dilated conv, BN, swish, 1x1 conv.
     y = L.AveragePooling2D(pool_size=(1, f2.shape[2]), name=f"{name}freq_mean")(f2)

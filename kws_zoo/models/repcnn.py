@@ -19,7 +19,7 @@ import dataclasses
 
 from kws_zoo.compat import keras
 from kws_zoo.layers.rep_conv import RepConv2D
-from kws_zoo.layers.strided_depthwise import StridedDepthwiseConv2D
+from kws_zoo.layers.strided_depthwise import depthwise_conv_layer
 from kws_zoo.models.common import feature_input, pad_time
 from kws_zoo.models.registry import register_model
 
@@ -53,7 +53,7 @@ def _conv(x, cfg: RepCnnConfig, name: str, *, filters: int | None, kernel: tuple
     x, padding = pad_time(x, kernel, strides, dilation, cfg.time_padding, f"{name}_")
     if cfg.plain:
         common = dict(strides=strides, padding=padding, dilation_rate=dilation, use_bias=False, name=name)
-        conv = StridedDepthwiseConv2D(kernel, **common) if depthwise else L.Conv2D(filters, kernel, **common)
+        conv = depthwise_conv_layer(kernel, **common) if depthwise else L.Conv2D(filters, kernel, **common)
         x = L.BatchNormalization(name=f"{name}_bn")(conv(x))
     else:
         x = RepConv2D(filters, kernel, strides=strides, dilation_rate=dilation, depthwise=depthwise,

@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 
 from kws_zoo.compat import keras
-from kws_zoo.layers.strided_depthwise import StridedDepthwiseConv2D
+from kws_zoo.layers.strided_depthwise import depthwise_conv_layer
 from kws_zoo.layers.sinc_conv import SincConv, sinc_to_plain  # noqa: F401 (re-export)
 from kws_zoo.models.registry import register_model
 
@@ -64,8 +64,8 @@ def build_sinc_kws(cfg: SincKwsConfig, *, input_shape, num_classes, feature_stat
     x = _pool(x, cfg.sinc_pool, "sinc_pool")
     for i, (channels, kernel, stride) in enumerate(cfg.blocks):
         name = f"b{i + 1}_"
-        x = StridedDepthwiseConv2D((kernel, 1), strides=(stride, 1), padding="same", use_bias=False,
-                                   name=f"{name}dw")(x)
+        x = depthwise_conv_layer((kernel, 1), strides=(stride, 1), padding="same", use_bias=False,
+                                 name=f"{name}dw")(x)
         x = L.Conv2D(channels, 1, use_bias=False, name=f"{name}pw")(x)
         x = L.BatchNormalization(momentum=cfg.bn_momentum, name=f"{name}bn")(x)
         x = L.ReLU(name=f"{name}relu")(x)
