@@ -30,7 +30,9 @@ quickstart: export
 
 # TensorFlow's portable CPU kernels (oneDNN off, as on AMD and ARM processors) are the stricter set: the whole
 # suite runs on them, then the model-building tests once more on TensorFlow's default kernels (oneDNN where
-# the processor has it), so neither set can break unseen.
+# the processor has it), so neither set can break unseen. pytest-xdist runs tests on every core; modules whose
+# fixtures train stay on one worker (--dist loadgroup and their xdist_group mark).
+PYTEST = $(PYTHON) -m pytest -q -n auto --dist loadgroup
 test: install
-	TF_ENABLE_ONEDNN_OPTS=0 $(PYTHON) -m pytest -q tests
-	$(PYTHON) -m pytest -q tests/test_models.py tests/test_strided_depthwise.py tests/test_reparam.py
+	TF_ENABLE_ONEDNN_OPTS=0 $(PYTEST) tests
+	$(PYTEST) tests/test_models.py tests/test_strided_depthwise.py tests/test_reparam.py

@@ -22,6 +22,6 @@ setup(
         "tqdm",
         "matplotlib",
     ],
-    extras_require={"test": ["pytest"]},
+    extras_require={"test": ["pytest", "pytest-xdist"]},
     entry_points={"console_scripts": ["kws-zoo=kws_zoo.cli:main"]},
 )

@@ -128,6 +128,19 @@ def tflite_ops(model_bytes: bytes) -> list[str]:
     return sorted(names)
 
 
+def depthwise_op_strides(model_bytes: bytes) -> list[tuple[int, int]]:
+    """(stride_h, stride_w) of every DEPTHWISE_CONV_2D of the main subgraph, in execution order."""
+    model = read_tflite(model_bytes)
+    sub, strides = model.Subgraphs(0), []
+    for i in range(sub.OperatorsLength()):
+        op = sub.Operators(i)
+        if _op_name(model, op.OpcodeIndex()) == "DEPTHWISE_CONV_2D":
+            table, options = op.BuiltinOptions(), _fb.DepthwiseConv2DOptions()
+            options.Init(table.Bytes, table.Pos)
+            strides.append((options.StrideH(), options.StrideW()))
+    return strides
+
+
 def float_ops(model_bytes: bytes) -> list[str]:
     """Sorted unique names of ops that read or write a float32 tensor. Empty for a genuinely
     full-integer model; the converter leaves such float islands (DEQUANTIZE -> SIN -> QUANTIZE)

@@ -10,6 +10,9 @@ import soundfile as sf
 
 from fixtures import TONE_WORDS, make_tone_corpus, tiny_recipe_dict, tone_clip
 
+# Its module-scoped fixtures train or render data: under pytest-xdist the module stays on one worker.
+pytestmark = pytest.mark.xdist_group("test_cli")
+
 
 def kws(*args, check=True):
     proc = subprocess.run([sys.executable, "-m", "kws_zoo.cli", *map(str, args)], capture_output=True, text=True,
@@ -37,7 +40,10 @@ def test_export_writes_a_verified_deployable_model(run):
         assert (export / name).exists(), name
     acc = card["accuracy"]
     assert card["test_examples"] >= 100
-    assert abs(acc["tflm_int8"] - acc["litert_int8"]) <= 0.005  # the same .tflite on two runtimes
+    # The same .tflite on two runtimes, compared per example: LiteRT's XNNPACK kernels round differently from
+    # TFLM's on some CPUs, by a few LSB, which may flip a near tie (an accuracy difference on ~140 clips is not
+    # a stable measure) but never a clear answer.
+    assert card["tflm_litert_max_lsb_diff"] <= 3 and card["tflm_litert_top1_agreement"] >= 0.95
     assert acc["tflm_int8"] > 0.8 and card["arena_bytes"] > 0 and card["flash_bytes"] > 1000
     assert card["input"]["dtype"] == "int8" and card["labels"] == sorted(TONE_WORDS)
     assert "FULLY_CONNECTED" in card["ops"]

@@ -13,6 +13,9 @@ from kws_zoo import compare as cmp
 from kws_zoo.recipe import RecipeError, recipe_from_dict
 from kws_zoo.train import CHECKPOINT_STATE, train
 
+# Its module-scoped fixtures train or render data: under pytest-xdist the module stays on one worker.
+pytestmark = pytest.mark.xdist_group("test_compare")
+
 EPOCHS = 2
 
 

@@ -11,6 +11,9 @@ from kws_zoo.datasets.base import SILENCE, UNKNOWN, KwsData, default_path, hash_
 from kws_zoo.datasets.fsdd import DIGIT_WORDS
 from kws_zoo.datasets.gsc import KEYWORDS_12, WORDS_V2
 
+# Its module-scoped fixtures train or render data: under pytest-xdist the module stays on one worker.
+pytestmark = pytest.mark.xdist_group("test_datasets")
+
 EXTRA = ("bed", "cat", "dog", "happy")  # non-keywords: the unknown pool
 SPLIT_OF_SPEAKER = {**{i: "train" for i in range(6)}, 6: "validation", 7: "validation", 8: "test", 9: "test"}
 

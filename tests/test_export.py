@@ -7,6 +7,9 @@ import pytest
 from kws_zoo import export, profile
 from kws_zoo.compat import keras, tf
 
+# Its module-scoped fixtures train or render data: under pytest-xdist the module stays on one worker.
+pytestmark = pytest.mark.xdist_group("test_export")
+
 L = keras.layers
 
 

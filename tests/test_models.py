@@ -6,7 +6,9 @@ import pytest
 
 from kws_zoo.compat import keras, tf
 from kws_zoo.export import to_tflite_int8
+from kws_zoo.layers.rep_conv import RepConv2D
 from kws_zoo.models import create_model, get_entry, list_models, model_config
+from kws_zoo.profile import depthwise_op_strides
 from tflm.runtime import TflmModel
 
 INPUT = {"feature": (49, 10), "raw": (16000,)}
@@ -37,6 +39,18 @@ def test_overrides_change_the_architecture():
     small = create_model("ds_cnn", filters=16)
     assert small.count_params() < create_model("ds_cnn").count_params()
     assert model_config("ds_cnn", filters=16).filters == 16
+
+
+def unequal_depthwise_strides(model) -> list[tuple[int, int]]:
+    """Sorted strides of the model's depthwise convs whose row and column strides differ, one per conv op
+    (a training-form RepConv2D convolves each branch)."""
+    found = []
+    for layer in model.layers:
+        convs = len(layer.branch_sizes) if isinstance(layer, RepConv2D) and layer.depthwise else int(
+            isinstance(layer, keras.layers.DepthwiseConv2D))
+        if convs and layer.strides[0] != layer.strides[1]:
+            found += [tuple(layer.strides)] * convs
+    return sorted(found)
 
 
 @pytest.mark.parametrize("name", list_models())
@@ -73,7 +87,10 @@ def test_every_model_builds_trains_round_trips_exports_and_runs_on_tflm(name, tm
 
     # int8 TFLite on the real TFLM interpreter: top-1 mostly agrees with float on random inputs.
     rep = np.random.default_rng(1).standard_normal((32, *shape)).astype(np.float32)
-    tflm = TflmModel(to_tflite_int8(model, rep, num_samples=32))
+    model_bytes = to_tflite_int8(model, rep, num_samples=32)
+    # Every unequal-stride depthwise conv exports as one strided DEPTHWISE_CONV_2D (not a conv and a slice).
+    assert sorted(s for s in depthwise_op_strides(model_bytes) if s[0] != s[1]) == unequal_depthwise_strides(model)
+    tflm = TflmModel(model_bytes)
     out = tflm.predict(x)
     assert out.shape == (4, 12) and tflm.arena_bytes > 0
     assert np.abs(out - y).max() < 0.25 * (np.abs(y).max() + 1e-3) + 0.1

@@ -14,6 +14,9 @@ from kws_zoo.reparam import max_abs_diff, reparameterize
 from tflm.runtime import TflmModel
 from reparam_helpers import ARENA, custom_layers, randomize_bn
 
+# Its module-scoped fixtures train or render data: under pytest-xdist the module stays on one worker.
+pytestmark = pytest.mark.xdist_group("test_reparam")
+
 L = keras.layers
 SHAPE = (49, 10)
 REP_PRESETS = [n for n in list_models("repcnn_*") if not n.endswith("_plain")]

@@ -12,6 +12,9 @@ from kws_zoo.profile import count_macs
 from model_fixtures import calibrate_bn
 from tflm.runtime import TflmModel
 
+# Its module-scoped fixtures train or render data: under pytest-xdist the module stays on one worker.
+pytestmark = pytest.mark.xdist_group("test_sinc")
+
 SR = 16000
 
 

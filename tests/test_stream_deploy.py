@@ -8,6 +8,9 @@ import pytest
 
 from fixtures import make_tone_corpus, tiny_recipe_dict
 
+# Its module-scoped fixtures train or render data: under pytest-xdist the module stays on one worker.
+pytestmark = pytest.mark.xdist_group("test_stream_deploy")
+
 
 def kws(*args):
     proc = subprocess.run([sys.executable, "-m", "kws_zoo.cli", *map(str, args)], capture_output=True, text=True,

@@ -8,13 +8,12 @@ import sys
 
 import numpy as np
 import pytest
-from tensorflow.lite.python import schema_py_generated as fb
 
 from kws_zoo.compat import keras, tf
 from kws_zoo.export import to_tflite_float, to_tflite_int8
 from kws_zoo.inference import load_keras
 from kws_zoo.layers.strided_depthwise import StridedDepthwiseConv2D, depthwise_conv2d, with_portable_strides
-from kws_zoo.profile import read_tflite, tflite_ops
+from kws_zoo.profile import depthwise_op_strides, read_tflite, tflite_ops
 from tflm.runtime import LiteRtModel, TflmModel
 
 
@@ -73,20 +72,6 @@ def test_layer_trains_and_matches_the_definition():
     np.testing.assert_allclose(y, reference_depthwise(x, kernel, (1, 2), "SAME") + bias, atol=1e-5)
 
 
-def _depthwise_strides(model_bytes: bytes) -> list[tuple[int, int]]:
-    model = read_tflite(model_bytes)
-    sub, found = model.Subgraphs(0), []
-    for i in range(sub.OperatorsLength()):
-        op = sub.Operators(i)
-        code = model.OperatorCodes(op.OpcodeIndex())
-        if max(code.BuiltinCode(), code.DeprecatedBuiltinCode()) == fb.BuiltinOperator.DEPTHWISE_CONV_2D:
-            opts = fb.DepthwiseConv2DOptions()
-            table = op.BuiltinOptions()
-            opts.Init(table.Bytes, table.Pos)
-            found.append((opts.StrideH(), opts.StrideW()))
-    return found
-
-
 def test_export_has_one_strided_op_per_layer_and_equals_keras():
     keras.utils.set_random_seed(0)
     model = _freq_strided_model()
@@ -94,12 +79,12 @@ def test_export_has_one_strided_op_per_layer_and_equals_keras():
     float_bytes = to_tflite_float(model)
     assert tflite_ops(float_bytes) == ["DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "RESHAPE"]
     assert read_tflite(float_bytes).Subgraphs(0).OperatorsLength() == 4
-    assert _depthwise_strides(float_bytes) == [(1, 2), (2, 1)]
+    assert depthwise_op_strides(float_bytes) == [(1, 2), (2, 1)]
     np.testing.assert_allclose(LiteRtModel(float_bytes).predict(x), model(x).numpy(), atol=1e-4)
 
     rep = np.random.default_rng(3).standard_normal((16, 12, 8, 4)).astype(np.float32)
     int8_bytes = to_tflite_int8(model, rep, num_samples=16)
-    assert _depthwise_strides(int8_bytes) == [(1, 2), (2, 1)]
+    assert depthwise_op_strides(int8_bytes) == [(1, 2), (2, 1)]
     assert "STRIDED_SLICE" not in tflite_ops(int8_bytes) and "PAD" not in tflite_ops(int8_bytes)
     out, y = TflmModel(int8_bytes).predict(x), model(x).numpy()
     assert np.abs(out - y).max() < 0.1 * np.abs(y).max()

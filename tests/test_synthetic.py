@@ -22,6 +22,9 @@ from kws_zoo.datasets.gsc_split import speaker_of, which_set
 from kws_zoo.datasets.noise import FILLER_WORDS
 from kws_zoo.datasets.synthetic import GSC_V2_WORDS, make_corpus
 
+# Its module-scoped fixtures train or render data: under pytest-xdist the module stays on one worker.
+pytestmark = pytest.mark.xdist_group("test_synthetic")
+
 WORDS = ("yes", "no", "visual")
 SEED, SPEAKERS, TAKES = 3, 9, 2  # seed 3 puts these 9 speakers in all three splits
 NAME_RE = re.compile(r"^[0-9a-f]{8}_nohash_[0-9]+\.wav$")

@@ -21,6 +21,9 @@ from kws_zoo.profile import read_tflite
 from model_fixtures import calibrate_bn
 from tflm.runtime import TflmModel
 
+# Its module-scoped fixtures train or render data: under pytest-xdist the module stays on one worker.
+pytestmark = pytest.mark.xdist_group("test_ternary")
+
 L = keras.layers
 
 

@@ -16,6 +16,9 @@ from tflm.op_resolver import tflm_method, write_op_resolver
 from tflm.runtime import LiteRtModel, TflmModel, capture_c_stderr
 from tflm.verify import verify_on_tflm
 
+# Its module-scoped fixtures train or render data: under pytest-xdist the module stays on one worker.
+pytestmark = pytest.mark.xdist_group("test_tflm")
+
 L = keras.layers
 OPS = ["CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "MEAN"]
 

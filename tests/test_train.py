@@ -9,6 +9,9 @@ from fixtures import make_tone_corpus, tiny_recipe_dict
 from kws_zoo.recipe import RecipeError, load_recipe, recipe_from_dict
 from kws_zoo.train import RunDirError, prepare_data, train
 
+# Its module-scoped fixtures train or render data: under pytest-xdist the module stays on one worker.
+pytestmark = pytest.mark.xdist_group("test_train")
+
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
