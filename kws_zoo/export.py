@@ -19,6 +19,16 @@ from kws_zoo.layers.strided_depthwise import tflite_graph
 from kws_zoo.profile import float_ops, read_tflite
 
 
+def converter_of(concrete_fn, model: keras.Model) -> tf.lite.TFLiteConverter:
+    """TFLite converter of a concrete function that reads `model`'s variables."""
+    # The converter first saves its trackable object as a SavedModel. Given the Keras model, saving traces every
+    # layer's call once more (BC-ResNet-1: 21 of a 23 s export); a module holding only the variables gives the
+    # same .tflite, byte for byte, in 2 s.
+    holder = tf.Module()
+    holder.model_variables = list(model.variables)
+    return tf.lite.TFLiteConverter.from_concrete_functions([concrete_fn], holder)
+
+
 def _converter(model: keras.Model) -> tf.lite.TFLiteConverter:
     if len(model.inputs) != 1 or len(model.outputs) != 1:
         raise ValueError(f"{model.name}: export expects one input and one output, got "
@@ -28,7 +38,7 @@ def _converter(model: keras.Model) -> tf.lite.TFLiteConverter:
     spec = tf.TensorSpec((1, *model.input_shape[1:]), model.inputs[0].dtype)
     with tflite_graph():  # one strided DEPTHWISE_CONV_2D per layer (see kws_zoo.layers.strided_depthwise)
         fn = tf.function(lambda x: model(x, training=False)).get_concrete_function(spec)
-    return tf.lite.TFLiteConverter.from_concrete_functions([fn], model)
+    return converter_of(fn, model)
 
 
 def to_tflite_float(model: keras.Model) -> bytes:

@@ -25,6 +25,7 @@ import warnings
 import numpy as np
 
 from kws_zoo.compat import keras, tf
+from kws_zoo.export import converter_of
 from kws_zoo.layers.stream import Stream
 from kws_zoo.layers.strided_depthwise import tflite_graph
 from kws_zoo.profile import float_ops, read_tflite
@@ -96,7 +97,7 @@ def to_tflite_streaming(stream_model: keras.Model, representative: np.ndarray | 
     `representative` features [N, T, ...] (a few long streams or many clips)."""
     with tflite_graph():  # one strided DEPTHWISE_CONV_2D per layer (see kws_zoo.layers.strided_depthwise)
         fn = _concrete(stream_model)
-    conv = tf.lite.TFLiteConverter.from_concrete_functions([fn], stream_model)
+    conv = converter_of(fn, stream_model)
     saved = []
     if not _is_external(stream_model):
         conv.experimental_enable_resource_variables = True
