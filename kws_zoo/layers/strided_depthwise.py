@@ -67,7 +67,7 @@ class StridedDepthwiseConv2D(keras.layers.DepthwiseConv2D):
         y = depthwise_conv2d(inputs, self.depthwise_kernel, self.strides, self.padding, self.dilation_rate)
         if self.use_bias:
             y = tf.nn.bias_add(y, self.bias)
-        return self.activation(y) if self.activation is not None else y
+        return self.activation(y)
 
 
 def depthwise_conv_layer(kernel_size, strides=(1, 1), **kwargs) -> keras.layers.DepthwiseConv2D:
@@ -80,8 +80,8 @@ def depthwise_conv_layer(kernel_size, strides=(1, 1), **kwargs) -> keras.layers.
 
 def with_portable_strides(model: keras.Model) -> keras.Model:
     """`model` with every plain DepthwiseConv2D of unequal strides swapped for StridedDepthwiseConv2D (same
-    config and weights): runs saved before kws_zoo 0.1.1 hold the plain layer, which CPUs without oneDNN cannot
-    run. Returns `model` itself when there is nothing to swap."""
+    config and weights): runs saved before this layer existed hold the plain layer, which CPUs without oneDNN
+    cannot run. Returns `model` itself when there is nothing to swap."""
     def unequal(layer) -> bool:
         return type(layer) is keras.layers.DepthwiseConv2D and layer.strides[0] != layer.strides[1]
 
