@@ -33,12 +33,13 @@ def _cmd_make_data(args) -> None:
 
 def _cmd_train(args) -> None:
     from kws_zoo.recipe import load_recipe
-    from kws_zoo.train import train
+    from kws_zoo.train import check_data_paths, train
 
     recipe = load_recipe(args.recipe)
     if args.epochs is not None:
         recipe = recipe.replace(schedule=recipe.schedule.__class__(**{**recipe.schedule.__dict__,
                                                                        "epochs": args.epochs}))
+    check_data_paths(recipe, where=args.recipe)  # names the recipe file; train() checks again for library callers
     run_dir = args.out or os.path.join("runs", recipe.name)
     summary = train(recipe, run_dir, restart=args.restart, progress=not args.quiet)
     print(json.dumps(summary, indent=2) if args.json else

@@ -37,6 +37,10 @@ class FrontendConfig:
     def __post_init__(self):
         if self.kind not in KINDS:
             raise ValueError(f"frontend kind {self.kind!r} is not one of {KINDS}")
+        if min(self.sample_rate, self.window_ms, self.hop_ms, self.num_mels, self.num_mfcc, self.log_floor) <= 0:
+            raise ValueError("sample_rate, window_ms, hop_ms, num_mels, num_mfcc and log_floor must be > 0, got "
+                             f"{self.sample_rate}, {self.window_ms}, {self.hop_ms}, {self.num_mels}, "
+                             f"{self.num_mfcc}, {self.log_floor}")
         if self.kind == "micro":
             for key, value in MICRO_SETTINGS.items():
                 if getattr(self, key) != value:

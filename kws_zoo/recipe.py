@@ -7,15 +7,16 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from typing import Any
 
+from kws_zoo.core.config import ConfigError, from_dict
 from kws_zoo.datasets.augment import AugmentConfig
 from kws_zoo.datasets.base import DataConfig
 from kws_zoo.frontends import FrontendConfig
+from kws_zoo.models import model_config
 
 
-class RecipeError(ValueError):
-    pass
+class RecipeError(ConfigError):
+    """A recipe that cannot be trained as written: its message names the file and the field."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,6 +29,15 @@ class Schedule:
     label_smoothing: float = 0.05
     weight_decay: float = 0.0  # decoupled (AdamW) when > 0
 
+    def __post_init__(self):
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ValueError(f"epochs and batch_size must be >= 1, got {self.epochs} and {self.batch_size}")
+        if not self.learning_rate > 0 or self.final_learning_rate < 0 or self.weight_decay < 0:
+            raise ValueError("learning_rate must be > 0, final_learning_rate and weight_decay >= 0")
+        if self.warmup_epochs < 0 or not 0 <= self.label_smoothing < 1:
+            raise ValueError(f"need warmup_epochs >= 0 and 0 <= label_smoothing < 1, got {self.warmup_epochs} "
+                             f"and {self.label_smoothing}")
+
 
 @dataclasses.dataclass(frozen=True)
 class Recipe:
@@ -39,9 +49,15 @@ class Recipe:
     schedule: Schedule = Schedule()
     model_overrides: dict = dataclasses.field(default_factory=dict)
     # Extra evaluation sets reported after training, e.g. real speech for a model trained on TTS.
-    extra_eval: tuple = ()
+    extra_eval: tuple[DataConfig, ...] = ()
     clip_ms: int = 1000
     seed: int = 0
+
+    def __post_init__(self):
+        if not self.name or not self.model:
+            raise ValueError("name and model must be non-empty")
+        if self.clip_ms <= 0:
+            raise ValueError(f"clip_ms must be > 0, got {self.clip_ms}")
 
     @property
     def clip_samples(self) -> int:
@@ -54,35 +70,20 @@ class Recipe:
         return dataclasses.replace(self, **changes)
 
 
-def _build(cls, values: Any, where: str):
-    if not isinstance(values, dict):
-        raise RecipeError(f"{where}: expected an object, got {type(values).__name__}")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - set(fields))
-    if unknown:
-        raise RecipeError(f"{where}: unknown key(s) {unknown}; valid: {sorted(fields)}")
-    kwargs = {}
-    for key, value in values.items():
-        kind = _NESTED.get((cls, key))
-        if kind is tuple:
-            value = tuple(_build(DataConfig, v, f"{where}.{key}[{i}]") for i, v in enumerate(value))
-        elif kind is not None:
-            value = _build(kind, value, f"{where}.{key}")
-        elif isinstance(value, list):
-            value = tuple(value)
-        kwargs[key] = value
-    try:
-        return cls(**kwargs)
-    except (TypeError, ValueError) as err:
-        raise RecipeError(f"{where}: {err}") from None
-
-
-_NESTED = {(Recipe, "data"): DataConfig, (Recipe, "frontend"): FrontendConfig,
-           (Recipe, "augment"): AugmentConfig, (Recipe, "schedule"): Schedule, (Recipe, "extra_eval"): tuple}
-
-
 def recipe_from_dict(values: dict, where: str = "recipe") -> Recipe:
-    return _build(Recipe, values, where)
+    """A Recipe from JSON-like values, checked whole (keys, types, ranges, the model and its overrides)
+    before anything is trained or written. RecipeError names `where` and the field."""
+    try:
+        recipe = from_dict(Recipe, values)
+    except ConfigError as err:
+        raise RecipeError(f"{where}: {err}") from None
+    try:
+        model_config(recipe.model, **recipe.model_overrides)
+    except KeyError as err:
+        raise RecipeError(f"{where}: model: {err.args[0]}") from None
+    except (TypeError, ValueError) as err:
+        raise RecipeError(f"{where}: model_overrides: {err}") from None
+    return recipe
 
 
 def load_recipe(path) -> Recipe:

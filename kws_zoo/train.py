@@ -21,7 +21,7 @@ from kws_zoo.datasets.pipeline import drop_bad, features_for, load_background, l
 from kws_zoo.inference import METADATA, model_metadata
 from kws_zoo.io import atomic_write_json, atomic_write_text
 from kws_zoo.models import create_model
-from kws_zoo.recipe import Recipe, load_recipe, save_recipe
+from kws_zoo.recipe import Recipe, RecipeError, load_recipe, save_recipe
 
 CHECKPOINT_STATE = "checkpoint.json"
 
@@ -136,12 +136,28 @@ def _check_run_dir(run_dir: str, recipe: Recipe) -> None:
                 raise RunDirError(f"{run_dir}: holds a run of a different recipe; pass another --out or --restart")
 
 
+def check_data_paths(recipe: Recipe, where: str = "") -> None:
+    """RecipeError naming `where` (default: the recipe's name) and the field of every dataset (training and extra
+    evaluation) whose folder is missing."""
+    where = where or recipe.name
+    for field, cfg in [("data", recipe.data), *((f"extra_eval[{i}]", c) for i, c in enumerate(recipe.extra_eval))]:
+        try:
+            path = cfg.resolved_path()
+        except ValueError as err:
+            raise RecipeError(f"{where}: {field}: {err}") from None
+        if not path.is_dir():
+            hint = " (run `kws-zoo make-data` for the built-in corpus)" if cfg.kind == "gsc" and not cfg.path else ""
+            raise RecipeError(f"{where}: {field}.path: {path} is not a folder{hint}")
+
+
 def train(recipe: Recipe, run_dir: str, *, restart: bool = False, progress: bool = True,
           stop_after_epoch: int | None = None, data: PreparedData | None = None) -> dict:
     """Trains `recipe` into `run_dir`, resuming from its checkpoint if one exists. Returns the summary.
 
     stop_after_epoch: stop (as if killed) once that epoch's checkpoint is written; used by tests.
     """
+    if data is None:
+        check_data_paths(recipe)  # before anything is written: a missing corpus leaves no half-made run
     if restart:
         shutil.rmtree(run_dir, ignore_errors=True)
     os.makedirs(run_dir, exist_ok=True)

@@ -1,9 +1,11 @@
 """Every recipe in recipes/ loads and builds its model on its own frontend's output (no training)."""
 import dataclasses
+import json
 import pathlib
 
 import pytest
 
+from kws_zoo import cli
 from kws_zoo.models import list_models
 from kws_zoo.recipe import load_recipe
 from kws_zoo.train import build_model
@@ -39,3 +41,56 @@ def test_digits_recipes_share_the_benchmark(path):
     if recipe.frontend.kind != "raw":  # FSDD is 8 kHz: every feature frontend stops at 4 kHz like digits.json
         assert recipe.frontend.fmax == digits.frontend.fmax
 
+
+
+def _good() -> dict:
+    return {"name": "bad", "model": "ds_cnn_small", "data": {"kind": "folder", "path": "DATA"},
+            "schedule": {"epochs": 1}}
+
+
+# (what is changed, the field the one-line error must name); every level of the recipe.
+BAD_RECIPES = [
+    ({"schedule": {"epochs": "ten"}}, "schedule.epochs"),
+    ({"schedule": {"epochs": -3}}, "schedule"),
+    ({"schedule": {"batch_size": 0}}, "schedule"),
+    ({"schedule": {"learning_rate": -1e-3}}, "schedule"),
+    ({"schedule": {"epochz": 3}}, "schedule"),
+    ({"frontend": {"hop_ms": 0}}, "frontend"),
+    ({"frontend": {"sample_rate": -16000}}, "frontend"),
+    ({"frontend": {"num_mels": "40"}}, "frontend.num_mels"),
+    ({"frontend": {"kind": "wavelet"}}, "frontend"),
+    ({"frontend": {"hop": 10}}, "frontend"),
+    ({"augment": {"gain_db": [1]}}, "augment.gain_db"),
+    ({"augment": {"speed_prob": 2}}, "augment"),
+    ({"augment": {"gain": 1}}, "augment"),
+    ({"data": {"kind": "librispeech", "path": "DATA"}}, "data"),
+    ({"data": {"kind": "folder", "path": "DATA", "wordz": ["a"]}}, "data"),
+    ({"data": {"kind": "folder", "path": "MISSING"}}, "data.path"),
+    ({"data": {"kind": "folder"}}, "data"),
+    ({"extra_eval": [{"kind": "fsdd", "path": "MISSING"}]}, "extra_eval[0].path"),
+    ({"extra_eval": [{"kind": "nope"}]}, "extra_eval[0]"),
+    ({"model": "ds_cnm"}, "model"),
+    ({"model_overrides": {"filterz": 3}}, "model_overrides"),
+    ({"model_overrides": 3}, "model_overrides"),
+    ({"clip_ms": 0}, "clip_ms"),
+    ({"seed": 1.5}, "seed"),
+    ({"epochs": 3}, "unknown Recipe keys"),
+]
+
+
+@pytest.mark.parametrize("change,field", BAD_RECIPES, ids=[f"{i}-{f}" for i, (_, f) in enumerate(BAD_RECIPES)])
+def test_bad_recipe_is_one_line_naming_file_and_field_and_writes_nothing(change, field, tmp_path, capsys):
+    data = tmp_path / "corpus"
+    data.mkdir()
+    recipe = {**_good(), **change}
+    text = json.dumps(recipe).replace('"DATA"', json.dumps(str(data))).replace('"MISSING"',
+                                                                              json.dumps(str(tmp_path / "nope")))
+    path = tmp_path / "bad.json"
+    path.write_text(text)
+    out = tmp_path / "run"
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["train", str(path), "--out", str(out), "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert exit_info.value.code == 2 and len(err.splitlines()) == 1 and "Traceback" not in err
+    assert field in err and str(path) in err, err
+    assert not out.exists()

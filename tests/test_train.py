@@ -67,9 +67,9 @@ def test_run_dir_of_another_recipe_is_refused(corpus, tmp_path):
 
 
 def test_bad_recipes_name_the_problem(tmp_path):
-    with pytest.raises(RecipeError, match="unknown key"):
+    with pytest.raises(RecipeError, match="unknown Recipe keys"):
         recipe_from_dict({"name": "x", "model": "ds_cnn", "data": {"kind": "gsc"}, "epochz": 3})
-    with pytest.raises(RecipeError, match="recipe.schedule: unknown key"):
+    with pytest.raises(RecipeError, match="recipe: schedule: unknown Schedule keys"):
         recipe_from_dict({"name": "x", "model": "ds_cnn", "data": {}, "schedule": {"lr": 1}})
     bad = tmp_path / "bad.json"
     bad.write_text("{ not json")

@@ -13,7 +13,7 @@ from typing import Any
 
 from kws_zoo.audio import SAMPLE_RATE
 from kws_zoo.compat import tf
-from kws_zoo.datasets.base import from_dict, to_dict
+from kws_zoo.core.config import from_dict, to_dict
 
 fold_in = tf.random.experimental.stateless_fold_in
 

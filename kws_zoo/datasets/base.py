@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from kws_zoo.core.config import from_dict, to_dict
+
 SILENCE = "_silence_"
 UNKNOWN = "_unknown_"
 SPLITS = ("train", "validation", "test")
@@ -78,20 +80,6 @@ class KwsData:
         lines.append(f"{'total':<{width}} " + " ".join(f"{len(self.splits[s]):>10}" for s in counts))
         lines.append(f"background clips: {len(self.background)}")
         return "\n".join(lines)
-
-
-def from_dict(cls, data: dict[str, Any]):
-    """Builds a frozen config dataclass from JSON-like data: lists become tuples, unknown keys are errors
-    (a typo in a recipe must not silently fall back to a default)."""
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - set(fields))
-    if unknown:
-        raise ValueError(f"unknown {cls.__name__} keys {unknown}; valid keys: {sorted(fields)}")
-    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
-
-
-def to_dict(obj) -> dict[str, Any]:
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(obj).items()}
 
 
 @dataclasses.dataclass(frozen=True)

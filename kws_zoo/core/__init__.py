@@ -1,0 +1,1 @@
+"""Foundations every stage uses and that import nothing else of kws_zoo."""
