@@ -66,6 +66,8 @@ BAD_RECIPES = [
     ({"data": {"kind": "librispeech", "path": "DATA"}}, "data"),
     ({"data": {"kind": "folder", "path": "DATA", "wordz": ["a"]}}, "data"),
     ({"data": {"kind": "folder", "path": "MISSING"}}, "data.path"),
+    ({"data": {"kind": "folder", "path": "DATA", "words": "yes"}}, "data.words"),
+    ({"data": {"kind": "folder", "path": "DATA", "skip_bad_files": 1}}, "data.skip_bad_files"),
     ({"data": {"kind": "folder"}}, "data"),
     ({"extra_eval": [{"kind": "fsdd", "path": "MISSING"}]}, "extra_eval[0].path"),
     ({"extra_eval": [{"kind": "nope"}]}, "extra_eval[0]"),

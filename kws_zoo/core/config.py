@@ -50,6 +50,11 @@ def _plain(value):
     return value
 
 
+# annotation -> (accepted JSON value types, what the error says is expected)
+_SCALARS = {bool: ((bool,), "true or false"), int: ((int,), "int"), float: ((int, float), "a number"),
+            str: ((str,), "a string"), dict: ((dict,), "an object")}
+
+
 def _typed(value: Any, hint: Any, where: str) -> Any:
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if dataclasses.is_dataclass(hint):
@@ -74,26 +79,13 @@ def _typed(value: Any, hint: Any, where: str) -> Any:
         if len(value) != len(args):
             raise ConfigError(f"{where}: expected {len(args)} values, got {len(value)}")
         return tuple(_typed(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
-    if hint is dict or origin is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{where}: expected an object, got {_shown(value)}")
-        return dict(value)
-    if hint is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{where}: expected true or false, got {_shown(value)}")
-        return value
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{where}: expected int, got {_shown(value)}")
-        return value
-    if hint is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{where}: expected a number, got {_shown(value)}")
-        return float(value)
-    if hint is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{where}: expected a string, got {_shown(value)}")
-        return value
+    scalar = _SCALARS.get(dict if origin is dict else hint)
+    if scalar is not None:
+        accepted, expected = scalar
+        # bool is an int in Python, but `true` is not a number in a config.
+        if not isinstance(value, accepted) or (isinstance(value, bool) and hint is not bool):
+            raise ConfigError(f"{where}: expected {expected}, got {_shown(value)}")
+        return float(value) if hint is float else value
     return value  # Any and other hints: taken as they are
 
 
