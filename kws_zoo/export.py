@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import numpy as np
 
@@ -19,8 +20,11 @@ from kws_zoo.layers.strided_depthwise import tflite_graph
 from kws_zoo.profile import float_ops, read_tflite
 
 
-def converter_of(concrete_fn, model: keras.Model) -> tf.lite.TFLiteConverter:
-    """TFLite converter of a concrete function that reads `model`'s variables."""
+def converter_of(model: keras.Model, trace: Callable[[], Any]) -> tf.lite.TFLiteConverter:
+    """TFLite converter of the concrete function `trace()` returns, a graph of `model` (whose variables it reads).
+    It is traced inside tflite_graph(): one strided DEPTHWISE_CONV_2D per layer (kws_zoo.layers.strided_depthwise)."""
+    with tflite_graph():
+        concrete_fn = trace()
     # The converter first saves its trackable object as a SavedModel. Given the Keras model, saving traces every
     # layer's call once more (BC-ResNet-1: 21 of a 23 s export); a module holding only the variables gives the
     # same .tflite, byte for byte, in 2 s.
@@ -36,9 +40,7 @@ def _converter(model: keras.Model) -> tf.lite.TFLiteConverter:
     # Convert with batch 1, as the device runs it: a dynamic batch dimension makes every Reshape compute
     # its shape at run time (SHAPE, STRIDED_SLICE, PACK ops: more flash, arena and invoke time).
     spec = tf.TensorSpec((1, *model.input_shape[1:]), model.inputs[0].dtype)
-    with tflite_graph():  # one strided DEPTHWISE_CONV_2D per layer (see kws_zoo.layers.strided_depthwise)
-        fn = tf.function(lambda x: model(x, training=False)).get_concrete_function(spec)
-    return converter_of(fn, model)
+    return converter_of(model, lambda: tf.function(lambda x: model(x, training=False)).get_concrete_function(spec))
 
 
 def to_tflite_float(model: keras.Model) -> bytes:

@@ -27,7 +27,6 @@ import numpy as np
 from kws_zoo.compat import keras, tf
 from kws_zoo.export import converter_of
 from kws_zoo.layers.stream import Stream
-from kws_zoo.layers.strided_depthwise import tflite_graph
 from kws_zoo.profile import float_ops, read_tflite
 from kws_zoo.streaming import reset_states, zero_states
 
@@ -95,9 +94,7 @@ def to_tflite_streaming(stream_model: keras.Model, representative: np.ndarray | 
                         max_steps: int = 2000) -> bytes:
     """int8 .tflite of a streaming model (float when representative is None), calibrated by streaming
     `representative` features [N, T, ...] (a few long streams or many clips)."""
-    with tflite_graph():  # one strided DEPTHWISE_CONV_2D per layer (see kws_zoo.layers.strided_depthwise)
-        fn = _concrete(stream_model)
-    conv = converter_of(fn, stream_model)
+    conv = converter_of(stream_model, lambda: _concrete(stream_model))
     saved = []
     if not _is_external(stream_model):
         conv.experimental_enable_resource_variables = True

@@ -31,9 +31,7 @@ def from_dict(cls, values: Any, where: str = ""):
     kwargs = {key: _typed(value, hints[key], f"{where}.{key}" if where else key) for key, value in values.items()}
     try:
         return cls(**kwargs)
-    except (TypeError, ValueError) as err:
-        if isinstance(err, ConfigError):
-            raise
+    except (TypeError, ValueError) as err:  # from the dataclass' own checks
         raise ConfigError(f"{name}: {err}") from None
 
 

@@ -166,8 +166,8 @@ class RepConv2D(keras.layers.Layer):
         return kernel.astype(np.float32), np.asarray(bias, np.float32)
 
     def plain_layer(self) -> tuple[keras.layers.Layer, list[np.ndarray]]:
-        """(Conv2D or DepthwiseConv2D (portable for unequal strides) with bias, its weights): this layer's inference form
-        under its own name (the kws_zoo.layers.plain protocol)."""
+        """(Conv2D or DepthwiseConv2D, portable for unequal strides, with bias; its weights): this layer's
+        inference form under its own name (the kws_zoo.layers.plain protocol)."""
         common = dict(kernel_size=self.kernel_size, strides=self.strides, padding=self.padding,
                       dilation_rate=self.dilation_rate, use_bias=True, name=self.name, dtype=self.dtype_policy)
         layer = (depthwise_conv_layer(**common) if self.depthwise
