@@ -4,8 +4,7 @@ setup(
     name="kws_zoo",
     version="0.1.0",
     description="Keyword-spotting model zoo: train, compress and deploy to TensorFlow Lite Micro",
-    packages=find_packages(include=["kws_zoo", "kws_zoo.*", "tflm", "tflm.*"]),
-    package_data={"tflm": ["example/*"]},
+    packages=find_packages(include=["kws_zoo", "kws_zoo.*"]),
     python_requires=">=3.10",
     install_requires=[
         # Pinned together: these versions were measured to install and work as one set.

@@ -1,14 +1,24 @@
-"""The `kws-zoo` command. Each subcommand is a thin layer over a library function.
+"""The `kws-zoo` command. Each subcommand parses its arguments, calls one library function and prints.
 
 Expected failures (bad audio, bad recipe, missing model) print one line `kws-zoo: error: ...` and exit 2;
 a traceback means a bug. KWS_ZOO_DEBUG=1 shows tracebacks for every error.
+
+Every library import sits inside the subcommand that needs it: they load TensorFlow (5-7 s), and
+`kws-zoo --help` and `kws-zoo SUBCOMMAND --help` must answer without it.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
+
+from kws_zoo.core.errors import USER_ERRORS
+from kws_zoo.data.synthetic.defaults import DEFAULT_SPEAKERS, ENGINES, WORD_SET_NAMES, default_corpus_dir
+
+RUNTIMES = ("tflm", "litert")
+STREAM_RUNTIMES = ("keras", "tflm")
 
 
 def _cmd_list(args) -> None:
@@ -26,19 +36,23 @@ def _cmd_list(args) -> None:
 
 
 def _cmd_make_data(args) -> None:
-    from kws_zoo.datasets.synthetic import make_data_command
+    from pathlib import Path
 
-    make_data_command(args)
+    from kws_zoo.data.synthetic.corpus import make_corpus, words_from_spec
+
+    out = args.out or default_corpus_dir()
+    card = make_corpus(out, words_from_spec(args.words), speakers=args.speakers, takes=args.takes, seed=args.seed,
+                       workers=args.workers, progress=not args.no_progress,
+                       engines=tuple(e.strip() for e in args.engines.split(",")))
+    print(f"{out}: {card['num_clips']} clips, {card['num_speakers']} speakers, "
+          f"splits {card['counts_per_split']}; card at {Path(out) / 'card.md'}")
 
 
 def _cmd_train(args) -> None:
-    from kws_zoo.recipe import load_recipe
+    from kws_zoo.recipe import load_recipe, with_epochs
     from kws_zoo.train import check_data_paths, train
 
-    recipe = load_recipe(args.recipe)
-    if args.epochs is not None:
-        recipe = recipe.replace(schedule=recipe.schedule.__class__(**{**recipe.schedule.__dict__,
-                                                                       "epochs": args.epochs}))
+    recipe = with_epochs(load_recipe(args.recipe), args.epochs)
     check_data_paths(recipe, where=args.recipe)  # names the recipe file; train() checks again for library callers
     run_dir = args.out or os.path.join("runs", recipe.name)
     summary = train(recipe, run_dir, restart=args.restart, progress=not args.quiet)
@@ -48,7 +62,7 @@ def _cmd_train(args) -> None:
 
 
 def _cmd_evaluate(args) -> None:
-    from kws_zoo.evaluate import evaluate_model, format_report
+    from kws_zoo.evaluate.accuracy import evaluate_model, format_report
 
     report = evaluate_model(args.model, data=args.data, split=args.split, runtime=args.runtime,
                             plot=args.plot, progress=not args.json)
@@ -56,16 +70,14 @@ def _cmd_evaluate(args) -> None:
 
 
 def _cmd_export(args) -> None:
-    from kws_zoo.deploy import export_run, format_card
+    from kws_zoo.workflows.export_run import export_run, format_card
 
     card = export_run(args.run_dir, out_dir=args.out, progress=not args.json, callgrind=args.callgrind)
     print(json.dumps(card, indent=2) if args.json else format_card(card))
 
 
 def _cmd_compare(args) -> None:
-    import contextlib
-
-    from kws_zoo.compare import compare, markdown_table
+    from kws_zoo.workflows.compare import compare, markdown_table
 
     # With --json, stdout carries only the JSON; training's own messages go to stderr with the progress.
     with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
@@ -74,8 +86,9 @@ def _cmd_compare(args) -> None:
 
 
 def _cmd_predict(args) -> None:
-    from kws_zoo.audio import AudioError, fit_length, read_wav
-    from kws_zoo.inference import load_predictor
+    from kws_zoo.core.errors import AudioError
+    from kws_zoo.data.audio import fit_length, read_wav
+    from kws_zoo.evaluate.predictor import load_predictor
 
     predictor = load_predictor(args.model, runtime=args.runtime)
     failures = 0
@@ -95,10 +108,10 @@ def _cmd_predict(args) -> None:
 
 
 def _cmd_stream(args) -> None:
-    from kws_zoo.audio import read_wav
-    from kws_zoo.detector import DetectorConfig
-    from kws_zoo.long_audio import stream_features
-    from kws_zoo.streaming_runtime import load_streamer
+    from kws_zoo.data.audio import read_wav
+    from kws_zoo.data.frontends import stream_features
+    from kws_zoo.evaluate.detector import DetectorConfig
+    from kws_zoo.evaluate.streamer import load_streamer
 
     streamer = load_streamer(args.model, runtime=args.runtime)
     detector = streamer.detector(DetectorConfig(args.threshold, args.smoothing_ms, args.refractory_ms))
@@ -107,19 +120,66 @@ def _cmd_stream(args) -> None:
         print(json.dumps(d.to_dict()) if args.json else f"{d.time_s:9.2f} s  {d.label:<12} {d.score:.3f}")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="kws-zoo", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+def _cmd_stream_export(args) -> None:
+    from kws_zoo.workflows.stream_export import export_streaming_run
 
+    print(json.dumps(export_streaming_run(args.run_dir, args.out), indent=2))
+
+
+def _cmd_long_audio(args) -> None:
+    from kws_zoo.evaluate.long_audio import evaluate_run, format_rows
+
+    out = args.out or os.path.join(args.run_dir, "long_audio" + ("_tflm" if args.runtime == "tflm" else ""))
+    report = evaluate_run(args.run_dir, out, minutes=args.minutes, seed=args.seed, runtime=args.runtime,
+                          progress=not args.json, save_wav=args.save_wav)
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return
+    print(format_rows(report["rows"]))
+    print(f"DET curve: {report['det_png']}")
+
+
+def _cmd_stream_drift(args) -> None:
+    from kws_zoo.evaluate.drift import check_drift, format_report
+
+    report = check_drift(args.run_dir, minutes=args.minutes, every_s=args.every_s, seed=args.seed,
+                         progress=not args.json)
+    print(json.dumps(report, indent=2) if args.json else format_report(report))
+
+
+def _cmd_stream_cost(args) -> None:
+    from kws_zoo.workflows.stream_cost import cost_of_presets, summary_table
+
+    reports = cost_of_presets(args.models, args.hop_ms, progress=not args.json)
+    print(json.dumps(reports, indent=2) if args.json else summary_table(reports))
+
+
+def _speakers(text: str) -> int | None:
+    if text.lower() in ("all", "none"):
+        return None
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive number or 'all', got {text!r}")
+    return int(text)
+
+
+def _add_parsers(sub) -> None:
     p = sub.add_parser("list", help="list registered models")
     p.add_argument("pattern", nargs="?", default="*")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_list)
 
-    p = sub.add_parser("make-data", help="generate the synthetic TTS corpus (GSC layout)")
-    from kws_zoo.datasets.synthetic import add_make_data_arguments
-
-    add_make_data_arguments(p)
+    p = sub.add_parser("make-data", help="generate the synthetic TTS corpus (GSC layout)",
+                       description="Generate the synthetic keyword corpus (GSC layout).")
+    p.add_argument("--out", default=None, help=f"output directory (default {default_corpus_dir()})")
+    p.add_argument("--words", default="gsc35",
+                   help=f"{' or '.join(WORD_SET_NAMES)}, or a comma-separated list (default gsc35)")
+    p.add_argument("--speakers", type=_speakers, default=DEFAULT_SPEAKERS,
+                   help=f"number of TTS speakers, or 'all' (default {DEFAULT_SPEAKERS})")
+    p.add_argument("--takes", type=int, default=1, help="utterances per word and speaker (default 1)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=2, help="processes (output does not depend on it)")
+    p.add_argument("--engines", default=",".join(ENGINES), help=f"comma list from {','.join(ENGINES)}")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_make_data)
 
     p = sub.add_parser("train", help="train a recipe (a JSON file or a built-in recipe name)")
@@ -136,7 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", default="recipe",
                    help="'recipe' (the model's own data), 'fsdd' (real speech), or a dataset directory")
     p.add_argument("--split", default="test", help="train, validation, test, or all (every split)")
-    p.add_argument("--runtime", choices=["tflm", "litert"], default="tflm", help="runtime for .tflite models")
+    p.add_argument("--runtime", choices=RUNTIMES, default="tflm", help="runtime for .tflite models")
     p.add_argument("--plot", help="write the confusion matrix PNG here")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=_cmd_evaluate)
@@ -161,15 +221,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("predict", help="label and score per WAV file")
     p.add_argument("model")
     p.add_argument("wavs", nargs="+")
-    p.add_argument("--runtime", choices=["tflm", "litert"], default="tflm")
+    p.add_argument("--runtime", choices=RUNTIMES, default="tflm")
     p.add_argument("--json", action="store_true", help="JSON lines")
     p.set_defaults(func=_cmd_predict)
 
     p = sub.add_parser("stream", help="continuous detection over a long WAV with a streaming model")
     p.add_argument("model", help="run/export directory or .keras of a streamable model, or a streaming .tflite "
-                                 "(python -m kws_zoo.stream_deploy RUN_DIR writes one)")
+                                 "(`kws-zoo stream-export RUN_DIR` writes one)")
     p.add_argument("wav")
-    p.add_argument("--runtime", choices=["keras", "tflm"], default="keras",
+    p.add_argument("--runtime", choices=STREAM_RUNTIMES, default="keras",
                    help="keras: float streaming graph; tflm: int8 streaming .tflite on the TFLM interpreter")
     p.add_argument("--threshold", type=float, default=0.8, help="smoothed posterior that fires a detection")
     p.add_argument("--smoothing-ms", type=float, default=200.0, help="posteriors averaged over this much audio")
@@ -177,24 +237,52 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="JSON lines: time_s, label, score")
     p.set_defaults(func=_cmd_stream)
 
-    # Streaming deployment and its reports: each module owns its arguments (also runnable with python -m).
-    from kws_zoo import long_audio, stream_deploy, stream_drift, streaming_cost
+    p = sub.add_parser("stream-export", help="int8 streaming .tflite (external and internal state), checked on TFLM",
+                       description="Export a trained streamable run as int8 streaming .tflite files (RUN_DIR/stream).")
+    p.add_argument("run_dir", help="a trained run of a streamable model")
+    p.add_argument("--out", help="default RUN_DIR/stream")
+    p.set_defaults(func=_cmd_stream_export)
 
-    for name, module, text in (
-            ("stream-export", stream_deploy, "int8 streaming .tflite (external and internal state), checked on TFLM"),
-            ("long-audio", long_audio, "false rejects and false accepts per hour over a long test stream, DET PNG"),
-            ("stream-drift", stream_drift, "both int8 streaming forms on TFLM for minutes vs the whole-window model"),
-            ("stream-cost", streaming_cost, "MACs and weight bytes per second, arena and state: streaming vs not")):
-        p = sub.add_parser(name, help=text, description=module.__doc__.splitlines()[0])
-        module.add_arguments(p)
-        p.set_defaults(func=module.run)
+    p = sub.add_parser("long-audio", help="false rejects and false accepts per hour over a long test stream, DET PNG",
+                       description="Long-audio evaluation: false rejects and false accepts per hour of a streaming "
+                                   "detector.")
+    p.add_argument("run_dir", help="a trained run of a streamable model (tflm: after stream-export)")
+    p.add_argument("--out", help="default RUN_DIR/long_audio[_tflm]")
+    p.add_argument("--minutes", type=float, default=10.0, help="length of the test stream")
+    p.add_argument("--seed", type=int, default=0, help="placement of utterances, gaps and SNRs")
+    p.add_argument("--runtime", choices=STREAM_RUNTIMES, default="keras",
+                   help="keras: float streaming graph; tflm: int8 external-state .tflite on TFLM")
+    p.add_argument("--save-wav", action="store_true", help="also write OUT/stream.wav and OUT/events.json")
+    p.add_argument("--json", action="store_true", help="print report.json instead of the table")
+    p.set_defaults(func=_cmd_long_audio)
+
+    p = sub.add_parser("stream-drift", help="both int8 streaming forms on TFLM for minutes vs the whole-window model",
+                       description="Drift check of the int8 streaming models on the TFLM interpreter over a long "
+                                   "stream of audio.")
+    p.add_argument("run_dir", help="a run exported with `kws-zoo stream-export`")
+    p.add_argument("--minutes", type=float, default=10.0)
+    p.add_argument("--every-s", type=float, default=1.0, help="compare with the whole window this often")
+    p.add_argument("--seed", type=int, default=1, help="test stream seed")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_stream_drift)
+
+    p = sub.add_parser("stream-cost", help="MACs and weight bytes per second, arena and state: streaming vs not",
+                       description="What streaming saves: MACs and weight reads per second of audio, TFLM arena "
+                                   "and state bytes, per form.")
+    p.add_argument("models", nargs="*", help="streamable presets (default: every streamable one)")
+    p.add_argument("--hop-ms", type=float, help="feature hop (default 20 ms for ~50 frames, else 10 ms)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_stream_cost)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="kws-zoo", description=__doc__.splitlines()[0])
+    _add_parsers(parser.add_subparsers(dest="command", required=True))
     return parser
 
 
 def main(argv=None) -> None:
     args = build_parser().parse_args(argv)
-    from kws_zoo.errors import USER_ERRORS
-
     try:
         args.func(args)
     except USER_ERRORS as err:
@@ -205,7 +293,3 @@ def main(argv=None) -> None:
     except KeyboardInterrupt:
         print("kws-zoo: interrupted (finished checkpoints are kept; run again to resume)", file=sys.stderr)
         raise SystemExit(130) from None
-
-
-if __name__ == "__main__":
-    main()

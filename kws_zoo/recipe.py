@@ -8,15 +8,13 @@ import dataclasses
 import json
 import os
 
-from kws_zoo.core.config import ConfigError, from_dict
-from kws_zoo.datasets.augment import AugmentConfig
-from kws_zoo.datasets.base import DataConfig
-from kws_zoo.frontends import FrontendConfig
+from kws_zoo.core.errors import ConfigError
+from kws_zoo.core.config import from_dict
+from kws_zoo.data.augment import AugmentConfig
+from kws_zoo.data.base import DataConfig
+from kws_zoo.data.frontends import FrontendConfig
 from kws_zoo.models import model_config
-
-
-class RecipeError(ConfigError):
-    """A recipe that cannot be trained as written: its message names the file and the field."""
+from kws_zoo.core.errors import RecipeError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,6 +101,15 @@ def load_recipe(path) -> Recipe:
 
 
 def save_recipe(recipe: Recipe, path) -> None:
-    from kws_zoo.io import atomic_write_text
+    from kws_zoo.core.files import atomic_write_text
 
     atomic_write_text(path, json.dumps(recipe.to_dict(), indent=2) + "\n")
+
+
+def with_epochs(recipe: Recipe, epochs: int | None) -> Recipe:
+    """The recipe with another epoch budget (None keeps its own), as `--epochs` asks."""
+    if epochs is None:
+        return recipe
+    if epochs < 1:
+        raise RecipeError(f"--epochs must be at least 1, got {epochs}")
+    return recipe.replace(schedule=dataclasses.replace(recipe.schedule, epochs=epochs))

@@ -15,20 +15,17 @@ import time
 
 import numpy as np
 
-from kws_zoo.compat import keras, tf
-from kws_zoo.datasets import load_dataset
-from kws_zoo.datasets.pipeline import drop_bad, features_for, load_background, load_waveforms, make_dataset
-from kws_zoo.inference import METADATA, model_metadata
-from kws_zoo.io import atomic_write_json, atomic_write_text
+from kws_zoo.core.compat import keras, tf
+from kws_zoo.data import load_dataset
+from kws_zoo.data.pipeline import drop_bad, features_for, load_background, load_waveforms, make_dataset
+from kws_zoo.rundir import ModelInfo, write_info
+from kws_zoo.core.files import atomic_write_json, atomic_write_text
 from kws_zoo.models import create_model
-from kws_zoo.recipe import Recipe, RecipeError, load_recipe, save_recipe
-
-CHECKPOINT_STATE = "checkpoint.json"
-
-
-class RunDirError(RuntimeError):
-    pass
-
+from kws_zoo.recipe import Recipe, load_recipe, save_recipe
+from kws_zoo.core.errors import RecipeError
+from kws_zoo.rundir import CHECKPOINT_STATE
+from kws_zoo.core.errors import RunDirError
+from kws_zoo.core.files import atomic_save_keras
 
 @dataclasses.dataclass
 class PreparedData:
@@ -170,8 +167,7 @@ def train(recipe: Recipe, run_dir: str, *, restart: bool = False, progress: bool
     if "train" not in data.waveforms:
         raise RunDirError(f"{recipe.name}: the training split is empty")
     atomic_write_text(os.path.join(run_dir, "labels.txt"), "\n".join(data.labels) + "\n")
-    atomic_write_json(os.path.join(run_dir, METADATA),
-                      model_metadata(data.labels, recipe.frontend, recipe.clip_ms, recipe.model, recipe.name))
+    write_info(run_dir, ModelInfo(tuple(data.labels), recipe.frontend, recipe.clip_ms, recipe.model, recipe.name))
     stats = feature_stats(data.waveforms["train"], recipe, data.background)
     model = build_model(recipe, len(data.labels), stats)
     steps = int(np.ceil(len(data.targets["train"]) / recipe.schedule.batch_size))
@@ -225,18 +221,12 @@ def train(recipe: Recipe, run_dir: str, *, restart: bool = False, progress: bool
 
     if os.path.exists(best_path):
         model.load_weights(best_path)
-    save_model(model, os.path.join(run_dir, "model.keras"))
+    atomic_save_keras(model, os.path.join(run_dir, "model.keras"))
     summary = {"recipe": recipe.name, "epochs": recipe.schedule.epochs, "best_epoch": state["best_epoch"] + 1,
                "best_val_accuracy": state["best_val_accuracy"], "params": int(model.count_params()),
                "bad_files": [str(b) for b in data.bad_files]}
     atomic_write_json(os.path.join(run_dir, "train_summary.json"), summary)
     return summary
-
-
-def save_model(model, path: str) -> None:
-    tmp = path[: -len(".keras")] + ".partial.keras"
-    model.save(tmp)
-    os.replace(tmp, path)
 
 
 def train_recipe_file(path: str, out: str | None = None, **kwargs) -> dict:

@@ -1,11 +1,12 @@
-"""kws_zoo.audio: every bad input is an AudioError naming the file; every WAV flavour reads as float32 mono."""
+"""kws_zoo.data.audio: every bad input is an AudioError naming the file; every WAV flavour reads as float32 mono."""
 import struct
 
 import numpy as np
 import pytest
 import soundfile as sf
 
-from kws_zoo.audio import SAMPLE_RATE, AudioError, fit_length, read_wav, write_wav
+from kws_zoo.data.audio import SAMPLE_RATE, fit_length, read_wav, write_wav
+from kws_zoo.core.errors import AudioError
 
 
 def tone(freq: float, rate: int, seconds: float = 0.5, amp: float = 0.5) -> np.ndarray:

@@ -4,13 +4,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from kws_zoo.compat import keras
-from kws_zoo.export import to_tflite_int8
+from kws_zoo.core.compat import keras
+from kws_zoo.export.tflite import to_tflite_int8
 from kws_zoo.layers.subspectral_norm import SubSpectralNorm
 from kws_zoo.models import create_model, get_entry
-from kws_zoo.profile import tflite_ops
-from kws_zoo.reparam import max_abs_diff, reparameterize
-from tflm.runtime import TflmModel
+from kws_zoo.device.flatbuffer import tflite_ops
+from kws_zoo.export.reparam import max_abs_diff, reparameterize
+from kws_zoo.device.runtime import TflmModel
 from reparam_helpers import ARENA, custom_layers, randomize_bn
 
 L = keras.layers

@@ -1,6 +1,5 @@
 """The kws-zoo command end to end on a tiny run: export, predict on every model form, evaluate, bad input."""
 import json
-import os
 import subprocess
 import sys
 
@@ -15,7 +14,7 @@ pytestmark = pytest.mark.xdist_group("test_cli")
 
 
 def kws(*args, check=True):
-    proc = subprocess.run([sys.executable, "-m", "kws_zoo.cli", *map(str, args)], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-c", "import sys; from kws_zoo.cli import main; main(sys.argv[1:])", *map(str, args)], capture_output=True, text=True,
                           timeout=600)
     if check and proc.returncode != 0:
         raise AssertionError(f"kws-zoo {' '.join(map(str, args))} failed:\n{proc.stderr}")

@@ -9,9 +9,11 @@ import time
 import pytest
 
 from fixtures import make_tone_corpus, tiny_recipe_dict
-from kws_zoo import compare as cmp
-from kws_zoo.recipe import RecipeError, recipe_from_dict
-from kws_zoo.train import CHECKPOINT_STATE, train
+from kws_zoo.workflows import compare as cmp
+from kws_zoo.core.errors import RecipeError
+from kws_zoo.recipe import recipe_from_dict, with_epochs
+from kws_zoo.rundir import CHECKPOINT_STATE
+from kws_zoo.train import train
 
 # Its module-scoped fixtures train or render data: under pytest-xdist the module stays on one worker.
 pytestmark = pytest.mark.xdist_group("test_compare")
@@ -86,14 +88,14 @@ def test_outputs_written(compared):
 
 def test_rerun_reuses_training_and_export(compared, monkeypatch):
     recipes, out, rows, _ = compared
-    import kws_zoo.deploy
+    import kws_zoo.workflows.export_run
     import kws_zoo.train
 
     def forbidden(*args, **kwargs):
         raise AssertionError("a finished stage was run again")
 
     monkeypatch.setattr(kws_zoo.train, "train", forbidden)
-    monkeypatch.setattr(kws_zoo.deploy, "export_run", forbidden)
+    monkeypatch.setattr(kws_zoo.workflows.export_run, "export_run", forbidden)
     histories = [_history(r["run_dir"]) for r in rows]
     start = time.time()
     again = cmp.compare(recipes, out, progress=False)
@@ -127,7 +129,7 @@ def test_cli_json_reuses_the_runs(compared, tmp_path):
     for recipe in recipes:
         files.append(tmp_path / f"{recipe.name}.json")
         files[-1].write_text(json.dumps(recipe.to_dict()))
-    proc = subprocess.run([sys.executable, "-m", "kws_zoo.cli", "compare", *map(str, files), "--out", out,
+    proc = subprocess.run([sys.executable, "-c", "import sys; from kws_zoo.cli import main; main(sys.argv[1:])", "compare", *map(str, files), "--out", out,
                            "--epochs", str(EPOCHS), "--json"], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout) == rows  # stdout is only the JSON; progress went to stderr
@@ -136,11 +138,11 @@ def test_cli_json_reuses_the_runs(compared, tmp_path):
 
 def test_epoch_override_names_the_run_dir(compared):
     recipe = compared[0][0]
-    three = cmp.with_epochs(recipe, 3)
+    three = with_epochs(recipe, 3)
     assert three.schedule.epochs == 3 and three.replace(schedule=recipe.schedule) == recipe
     assert cmp.run_dir_for(three, "runs/compare") == os.path.join("runs/compare", f"{recipe.name}_e3")
     with pytest.raises(RecipeError):
-        cmp.with_epochs(recipe, 0)
+        with_epochs(recipe, 0)
 
 
 def test_fsdd_and_callgrind_cells(compared):

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from kws_zoo.datasets import DataConfig, load_dataset
-from kws_zoo.datasets.base import SILENCE, UNKNOWN, KwsData, default_path, hash_split
-from kws_zoo.datasets.fsdd import DIGIT_WORDS
-from kws_zoo.datasets.gsc import KEYWORDS_12, WORDS_V2
+from kws_zoo.data import DataConfig, load_dataset
+from kws_zoo.data.base import SILENCE, UNKNOWN, KwsData, default_path, hash_split
+from kws_zoo.data.fsdd import DIGIT_WORDS
+from kws_zoo.data.gsc import KEYWORDS_12, WORDS_V2
 
 # Its module-scoped fixtures train or render data: under pytest-xdist the module stays on one worker.
 pytestmark = pytest.mark.xdist_group("test_datasets")

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from kws_zoo.detector import Detection, Detector, DetectorConfig, softmax
-from kws_zoo.long_audio import Event, make_stream, score, speech_extent, sweep
+from kws_zoo.evaluate.detector import Detection, Detector, DetectorConfig, softmax
+from kws_zoo.evaluate.long_audio import Event, make_stream, score, speech_extent, sweep
 
 LABELS = ["_silence_", "_unknown_", "yes", "no"]
 
@@ -105,7 +105,7 @@ def test_long_stream_places_words_at_their_times():
 
 
 def test_streaming_micro_frontend_equals_the_clip_frontend():
-    from kws_zoo.frontends import MicroFrontendStream, micro_features
+    from kws_zoo.data.frontends import MicroFrontendStream, micro_features
 
     audio = np.random.default_rng(0).standard_normal(32000).astype(np.float32) * 0.1
     stream, rng, pos, out = MicroFrontendStream(), np.random.default_rng(1), 0, []
@@ -118,13 +118,13 @@ def test_streaming_micro_frontend_equals_the_clip_frontend():
 
 def _cli(*args):
     env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    return subprocess.run([sys.executable, "-m", "kws_zoo.cli", *args], capture_output=True, text=True, env=env,
+    return subprocess.run([sys.executable, "-c", "import sys; from kws_zoo.cli import main; main(sys.argv[1:])", *args], capture_output=True, text=True, env=env,
                           timeout=300)
 
 
 def test_cli_stream_prints_timestamped_json_lines(tmp_path):
-    from kws_zoo.frontends import FrontendConfig
-    from kws_zoo.inference import METADATA, model_metadata
+    from kws_zoo.data.frontends import FrontendConfig
+    from kws_zoo.rundir import ModelInfo, write_info
     from kws_zoo.models import create_model
 
     frontend = FrontendConfig(kind="log_mel", hop_ms=20, num_mels=40, fmax=4000)
@@ -133,7 +133,7 @@ def test_cli_stream_prints_timestamped_json_lines(tmp_path):
         run = tmp_path / directory
         run.mkdir()
         create_model(name, input_shape=(49, 40), num_classes=4).save(str(run / "model.keras"))
-        (run / METADATA).write_text(json.dumps(model_metadata(labels, frontend, 1000, name)))
+        write_info(run, ModelInfo(tuple(labels), frontend, 1000, name))
     wav = tmp_path / "long.wav"
     sf.write(wav, 0.1 * np.random.default_rng(0).standard_normal(16000 * 5), 16000, subtype="PCM_16")
     # Untrained: near-uniform posteriors; a low threshold and no refractory period fire at every step.

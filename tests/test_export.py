@@ -4,8 +4,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from kws_zoo import export, profile
-from kws_zoo.compat import keras, tf
+from kws_zoo.export import tflite as export
+from kws_zoo.device.flatbuffer import quant_params
+from kws_zoo.device.quant import dequantize, quantize
+from kws_zoo.device import flatbuffer
+from kws_zoo.models import profile
+from kws_zoo.core.compat import keras, tf
 
 # Its module-scoped fixtures train or render data: under pytest-xdist the module stays on one worker.
 pytestmark = pytest.mark.xdist_group("test_export")
@@ -48,16 +52,16 @@ def _litert(model_bytes: bytes):
 
 
 def test_int8_export_is_full_integer(int8_bytes):
-    assert profile.tflite_ops(int8_bytes) == ["CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED",
+    assert flatbuffer.tflite_ops(int8_bytes) == ["CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED",
                                               "MEAN"]
-    assert profile.float_ops(int8_bytes) == []
+    assert flatbuffer.float_ops(int8_bytes) == []
     interp = _litert(int8_bytes)
     assert interp.get_input_details()[0]["dtype"] == np.int8
     assert interp.get_output_details()[0]["dtype"] == np.int8
 
 
 def test_quant_params_match_interpreter_and_calibration(int8_bytes, feats):
-    in_s, in_zp, out_s, out_zp = export.quant_params(int8_bytes)
+    in_s, in_zp, out_s, out_zp = quant_params(int8_bytes)
     interp = _litert(int8_bytes)
     assert (in_s, in_zp) == pytest.approx(interp.get_input_details()[0]["quantization"])
     assert (out_s, out_zp) == pytest.approx(interp.get_output_details()[0]["quantization"])
@@ -71,7 +75,7 @@ def test_quant_params_match_interpreter_and_calibration(int8_bytes, feats):
 def test_float_export_matches_keras_and_has_no_quant_params(cnn, feats):
     fb = export.to_tflite_float(cnn)
     with pytest.raises(ValueError, match="not quantized"):
-        export.quant_params(fb)
+        quant_params(fb)
     interp = _litert(fb)
     interp.set_tensor(interp.get_input_details()[0]["index"], feats[:1])
     interp.invoke()
@@ -98,12 +102,12 @@ def test_representative_accepts_batches_tuples_and_missing_channel(cnn, feats):
 
 
 def test_quantize_rounds_half_away_from_zero_and_saturates():
-    q = export.quantize(np.array([2.5, -2.5, 0.49, 1000.0, -1000.0]), scale=1.0, zero_point=0)
+    q = quantize(np.array([2.5, -2.5, 0.49, 1000.0, -1000.0]), scale=1.0, zero_point=0)
     np.testing.assert_array_equal(q, [3, -3, 0, 127, -128])
     assert q.dtype == np.int8
     x = np.linspace(-1.0, 1.0, 101, dtype=np.float32)
     scale, zp = 2.0 / 255, -1
-    err = np.abs(export.dequantize(export.quantize(x, scale, zp), scale, zp) - x)
+    err = np.abs(dequantize(quantize(x, scale, zp), scale, zp) - x)
     assert err.max() <= scale / 2 + 1e-7
 
 
@@ -136,4 +140,4 @@ def test_count_macs_sees_through_pruning_wrapper():
 
 def test_tflite_readers_reject_non_tflite():
     with pytest.raises(ValueError, match="TFL3"):
-        profile.tflite_ops(b"definitely not a flatbuffer")
+        flatbuffer.tflite_ops(b"definitely not a flatbuffer")

@@ -3,8 +3,8 @@ import librosa
 import numpy as np
 import pytest
 
-from kws_zoo.compat import tf
-from kws_zoo.frontends import FrontendConfig, make_frontend, micro_features
+from kws_zoo.core.compat import tf
+from kws_zoo.data.frontends import FrontendConfig, make_frontend, micro_features
 
 
 def _speechlike(seconds=1.0, rate=16000, seed=0):

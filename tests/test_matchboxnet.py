@@ -4,14 +4,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from kws_zoo.compat import keras
-from kws_zoo.export import to_tflite_int8
+from kws_zoo.core.compat import keras
+from kws_zoo.export.tflite import to_tflite_int8
 from kws_zoo.layers.ternary_pointwise import export_form, ternary_layers, ternary_multiplications_avoided
 from kws_zoo.models import create_model, get_entry
 from kws_zoo.models.matchboxnet import MatchboxNetConfig
-from kws_zoo.profile import count_macs, tflite_ops
+from kws_zoo.models.profile import count_macs
+from kws_zoo.device.flatbuffer import tflite_ops
 from model_fixtures import calibrate_bn
-from tflm.runtime import TflmModel
+from kws_zoo.device.runtime import TflmModel
 
 MFCC = (98, 64)  # 64 MFCC as in the paper, 1 s at a 10 ms hop
 

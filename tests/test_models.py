@@ -4,12 +4,12 @@ import dataclasses
 import numpy as np
 import pytest
 
-from kws_zoo.compat import keras, tf
-from kws_zoo.export import to_tflite_int8
+from kws_zoo.core.compat import keras, tf
+from kws_zoo.export.tflite import to_tflite_int8
 from kws_zoo.layers.rep_conv import RepConv2D
 from kws_zoo.models import create_model, get_entry, list_models, model_config
-from kws_zoo.profile import depthwise_op_strides
-from tflm.runtime import TflmModel
+from kws_zoo.device.flatbuffer import depthwise_op_strides
+from kws_zoo.device.runtime import TflmModel
 
 INPUT = {"feature": (49, 10), "raw": (16000,)}
 

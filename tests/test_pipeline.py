@@ -3,15 +3,15 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from kws_zoo import audio
-from kws_zoo.compat import tf
-from kws_zoo.datasets import augment as aug
-from kws_zoo.datasets.augment import AugmentConfig
-from kws_zoo.datasets import DataConfig, load_dataset
-from kws_zoo.datasets.base import Example, default_path
-from kws_zoo.datasets.pipeline import (BadFilesError, drop_bad, features_for, load_background, load_waveforms,
-                                       make_dataset)
-from kws_zoo.frontends import FrontendConfig
+from kws_zoo.data import audio
+from kws_zoo.core.compat import tf
+from kws_zoo.data import augment as aug
+from kws_zoo.data.augment import AugmentConfig
+from kws_zoo.data import DataConfig, load_dataset
+from kws_zoo.data.base import Example, default_path
+from kws_zoo.core.errors import BadFilesError
+from kws_zoo.data.pipeline import drop_bad, features_for, load_background, load_waveforms, make_dataset
+from kws_zoo.data.frontends import FrontendConfig
 
 SR = 16000
 
@@ -124,7 +124,7 @@ def test_evaluation_order_and_features_for():
 
 
 def _mel(waves, cfg):
-    from kws_zoo.frontends import mel_power
+    from kws_zoo.data.frontends import mel_power
     return mel_power(tf.constant(waves), cfg)
 
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from kws_zoo.compat import keras, tf
-from kws_zoo.export import to_tflite_int8
+from kws_zoo.core.compat import keras, tf
+from kws_zoo.export.tflite import to_tflite_int8
 from kws_zoo.layers.sinc_conv import SincConv, sinc_to_plain
 from kws_zoo.models import create_model
-from kws_zoo.profile import count_macs
+from kws_zoo.models.profile import count_macs
 from model_fixtures import calibrate_bn
-from tflm.runtime import TflmModel
+from kws_zoo.device.runtime import TflmModel
 
 # Its module-scoped fixtures train or render data: under pytest-xdist the module stays on one worker.
 pytestmark = pytest.mark.xdist_group("test_sinc")

@@ -13,7 +13,7 @@ pytestmark = pytest.mark.xdist_group("test_stream_deploy")
 
 
 def kws(*args):
-    proc = subprocess.run([sys.executable, "-m", "kws_zoo.cli", *map(str, args)], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-c", "import sys; from kws_zoo.cli import main; main(sys.argv[1:])", *map(str, args)], capture_output=True, text=True,
                           timeout=900)
     assert proc.returncode == 0, f"kws-zoo {' '.join(map(str, args))} failed:\n{proc.stderr}"
     return proc

@@ -4,17 +4,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from kws_zoo.compat import keras
-from kws_zoo.export import to_tflite_int8
+from kws_zoo.core.compat import keras
+from kws_zoo.export.tflite import to_tflite_int8
 from kws_zoo.models import create_model, get_entry, list_models
-from kws_zoo.reparam import reparameterize
-from kws_zoo.streaming import (StreamingError, reset_states, run_stream, streaming_spec, to_streaming,
-                               with_frequency_mean_pool, zero_states)
-from kws_zoo.streaming_cost import step_macs
-from kws_zoo.profile import count_macs
-from kws_zoo.streaming_export import to_tflite_streaming
-from tflm.runtime import TflmModel
-from tflm.streaming import TflmStreamingModel
+from kws_zoo.export.reparam import reparameterize
+from kws_zoo.core.errors import StreamingError
+from kws_zoo.export.streaming import (reset_states, run_stream, streaming_spec, to_streaming,
+    with_frequency_mean_pool, zero_states)
+from kws_zoo.models.profile import step_macs
+from kws_zoo.models.profile import count_macs
+from kws_zoo.export.streaming_tflite import to_tflite_streaming
+from kws_zoo.device.runtime import TflmModel
+from kws_zoo.device.streaming import TflmStreamingModel
 
 STREAMABLE = [n for n in list_models() if get_entry(n).streamable]
 

@@ -9,12 +9,12 @@ import sys
 import numpy as np
 import pytest
 
-from kws_zoo.compat import keras, tf
-from kws_zoo.export import to_tflite_float, to_tflite_int8
-from kws_zoo.inference import load_keras
+from kws_zoo.core.compat import keras, tf
+from kws_zoo.export.tflite import to_tflite_float, to_tflite_int8
+from kws_zoo.models.saving import load_keras
 from kws_zoo.layers.strided_depthwise import StridedDepthwiseConv2D, depthwise_conv2d, with_portable_strides
-from kws_zoo.profile import depthwise_op_strides, read_tflite, tflite_ops
-from tflm.runtime import LiteRtModel, TflmModel
+from kws_zoo.device.flatbuffer import depthwise_op_strides, read_tflite, tflite_ops
+from kws_zoo.device.runtime import LiteRtModel, TflmModel
 
 
 def reference_depthwise(x: np.ndarray, kernel: np.ndarray, strides, padding: str) -> np.ndarray:
@@ -114,7 +114,7 @@ def test_whole_zoo_path_runs_without_onednn():
     (what AMD and ARM CPUs run), whichever kernels this test process has."""
     script = (
         "import numpy as np\n"
-        "from kws_zoo.compat import keras, tf\n"
+        "from kws_zoo.core.compat import keras, tf\n"
         "from kws_zoo.models import create_model\n"
         "from kws_zoo.reparam import reparameterize\n"
         "x = tf.random.normal([2, 12, 8, 3])\n"

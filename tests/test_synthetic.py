@@ -6,7 +6,6 @@ Two tiny corpora (3 words x 9 speakers x 2 takes) are built once per module: one
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import re
 import shutil
@@ -17,10 +16,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from kws_zoo.datasets import synthetic, tts_engines
-from kws_zoo.datasets.gsc_split import speaker_of, which_set
-from kws_zoo.datasets.noise import FILLER_WORDS
-from kws_zoo.datasets.synthetic import GSC_V2_WORDS, make_corpus
+from kws_zoo import cli
+from kws_zoo.data.synthetic import corpus as synthetic, tts as tts_engines
+from kws_zoo.data.splits import speaker_of, which_set
+from kws_zoo.data.synthetic.noise import FILLER_WORDS
+from kws_zoo.data.synthetic.corpus import GSC_V2_WORDS, make_corpus
 
 # Its module-scoped fixtures train or render data: under pytest-xdist the module stays on one worker.
 pytestmark = pytest.mark.xdist_group("test_synthetic")
@@ -28,7 +28,6 @@ pytestmark = pytest.mark.xdist_group("test_synthetic")
 WORDS = ("yes", "no", "visual")
 SEED, SPEAKERS, TAKES = 3, 9, 2  # seed 3 puts these 9 speakers in all three splits
 NAME_RE = re.compile(r"^[0-9a-f]{8}_nohash_[0-9]+\.wav$")
-REPO = Path(__file__).resolve().parents[1]
 GENERATED = ("card.json", "card.md", "validation_list.txt", "testing_list.txt", ".kws_zoo_synthetic.json")
 
 
@@ -42,13 +41,9 @@ def corpus(tmp_path_factory) -> tuple[Path, dict]:
 @pytest.fixture(scope="module")
 def corpus_cli(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("synthetic_cli") / "corpus"
-    # load the thin entry point from its file, as `python data/make_synthetic.py` would run it
-    spec = importlib.util.spec_from_file_location("make_synthetic", REPO / "data" / "make_synthetic.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    argv = ["--out", str(out), "--words", ",".join(WORDS), "--speakers", str(SPEAKERS), "--takes", str(TAKES),
+    argv = ["make-data", "--out", str(out), "--words", ",".join(WORDS), "--speakers", str(SPEAKERS), "--takes", str(TAKES),
             "--seed", str(SEED), "--workers", "1", "--no-progress"]
-    assert module.main(argv) == 0
+    cli.main(argv)
     return out
 
 

@@ -11,15 +11,16 @@ import h5py
 import numpy as np
 import pytest
 
-from kws_zoo.compat import keras, tf
-from kws_zoo.export import quant_params, to_tflite_int8
+from kws_zoo.core.compat import keras, tf
+from kws_zoo.device.flatbuffer import quant_params
+from kws_zoo.export.tflite import to_tflite_int8
 from kws_zoo.layers.ternary_pointwise import (TernaryPointwise, export_form, ternary_layers, ternary_matrix,
                                               ternary_multiplications_avoided)
-from kws_zoo.layers.ternary_tflite import exact_ternary_int8, to_tflite_int8_ternary
+from kws_zoo.export.ternary import exact_ternary_int8, to_tflite_int8_ternary
 from kws_zoo.models import create_model
-from kws_zoo.profile import read_tflite
+from kws_zoo.device.flatbuffer import op_name, read_tflite
 from model_fixtures import calibrate_bn
-from tflm.runtime import TflmModel
+from kws_zoo.device.runtime import TflmModel
 
 # Its module-scoped fixtures train or render data: under pytest-xdist the module stays on one worker.
 pytestmark = pytest.mark.xdist_group("test_ternary")
@@ -163,15 +164,12 @@ def test_export_form_is_plain_and_matches(small_ternary):
 
 def _conv_filters(model_bytes: bytes) -> list[np.ndarray]:
     """int8 filter [out, kh, kw, in] of every CONV_2D, read from the flatbuffer."""
-    from tensorflow.lite.python import schema_py_generated as fb
-
     m = read_tflite(model_bytes)
     sub = m.Subgraphs(0)
     out = []
     for i in range(sub.OperatorsLength()):
         op = sub.Operators(i)
-        code = m.OperatorCodes(op.OpcodeIndex())
-        if max(code.BuiltinCode(), code.DeprecatedBuiltinCode()) != fb.BuiltinOperator.CONV_2D:
+        if op_name(m, op.OpcodeIndex()) != "CONV_2D":
             continue
         t = sub.Tensors(op.Inputs(1))
         data = np.array(m.Buffers(t.Buffer()).DataAsNumpy()).view(np.int8)

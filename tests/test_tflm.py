@@ -9,12 +9,15 @@ import subprocess
 import numpy as np
 import pytest
 
-from kws_zoo import export, profile
-from kws_zoo.compat import keras
-from tflm.c_array import compile_check, write_c_array
-from tflm.op_resolver import tflm_method, write_op_resolver
-from tflm.runtime import LiteRtModel, TflmModel, capture_c_stderr
-from tflm.verify import verify_on_tflm
+from kws_zoo.export import tflite as export
+from kws_zoo.device.flatbuffer import quant_params
+from kws_zoo.device.quant import dequantize, quantize
+from kws_zoo.device import flatbuffer
+from kws_zoo.core.compat import keras
+from kws_zoo.device.c_array import compile_check, write_c_array
+from kws_zoo.device.op_resolver import tflm_method, write_op_resolver
+from kws_zoo.device.runtime import LiteRtModel, TflmModel, capture_c_stderr
+from kws_zoo.device.verify import verify_on_tflm
 
 # Its module-scoped fixtures train or render data: under pytest-xdist the module stays on one worker.
 pytestmark = pytest.mark.xdist_group("test_tflm")
@@ -86,11 +89,11 @@ def test_tflm_within_3_lsb_of_litert_default(trained, tflm_model):
 
 def test_float_input_is_quantized_and_output_dequantized(trained, tflm_model):
     _, x, _, _ = trained
-    in_s, in_zp, out_s, out_zp = export.quant_params(trained[0])
+    in_s, in_zp, out_s, out_zp = quant_params(trained[0])
     y_float = tflm_model.predict(x[:8, ..., 0])  # channel axis may be omitted
-    y_int8 = tflm_model.predict(export.quantize(x[:8], in_s, in_zp))
+    y_int8 = tflm_model.predict(quantize(x[:8], in_s, in_zp))
     assert y_float.dtype == np.float32
-    np.testing.assert_array_equal(y_float, export.dequantize(y_int8, out_s, out_zp))
+    np.testing.assert_array_equal(y_float, dequantize(y_int8, out_s, out_zp))
     with pytest.raises(TypeError):
         tflm_model.predict(x[:2].astype(np.int16))
 
@@ -118,10 +121,10 @@ def test_arena_bytes_is_the_real_minimum(trained, tflm_model):
 def test_unsupported_op_fails_without_arena_search():
     inp = keras.Input((8,))
     fb = export.to_tflite_float(keras.Model(inp, L.Dense(4, activation="gelu")(inp)))
-    assert "GELU" in profile.tflite_ops(fb)
+    assert "GELU" in flatbuffer.tflite_ops(fb)
     with pytest.raises(RuntimeError, match="GELU") as err:
         TflmModel(fb)
-    from tflm.runtime import _MIN_AUTO_ARENA
+    from kws_zoo.device.runtime import _MIN_AUTO_ARENA
 
     assert f"arena {_MIN_AUTO_ARENA} bytes" in str(err.value)  # first attempt, not a doubled one
 
@@ -176,7 +179,7 @@ def test_compile_check_reports_compiler_errors(tmp_path):
         compile_check(bad)
 
 
-# Real TFLM method names, typed in independently of tflm.op_resolver's mapping.
+# Real TFLM method names, typed in independently of kws_zoo.device.op_resolver's mapping.
 _STUB_METHODS = ["AddAdd", "AddAveragePool2D", "AddConv2D", "AddDepthwiseConv2D", "AddDequantize",
                  "AddFullyConnected", "AddMean", "AddMul", "AddQuantize", "AddRelu", "AddReshape",
                  "AddSoftmax", "AddSub"]
@@ -236,7 +239,7 @@ def test_tflm_method_names():
 
 @pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind not installed")
 def test_callgrind_counts_instructions_per_invoke(trained):
-    from tflm.callgrind import instructions_per_invoke
+    from kws_zoo.device.callgrind import instructions_per_invoke
 
     per_invoke = instructions_per_invoke(trained[0], invokes=2)
     # Reference kernels spend at least one instruction per MAC (conv 8*10*4*125, dw 8*9*125,

@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 
 from fixtures import make_tone_corpus, tiny_recipe_dict
-from kws_zoo.recipe import RecipeError, load_recipe, recipe_from_dict
-from kws_zoo.train import RunDirError, prepare_data, train
+from kws_zoo.core.errors import RecipeError
+from kws_zoo.recipe import load_recipe, recipe_from_dict
+from kws_zoo.core.errors import RunDirError
+from kws_zoo.train import prepare_data, train
 
 # Its module-scoped fixtures train or render data: under pytest-xdist the module stays on one worker.
 pytestmark = pytest.mark.xdist_group("test_train")

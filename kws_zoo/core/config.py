@@ -12,10 +12,7 @@ import dataclasses
 import types
 import typing
 from typing import Any
-
-
-class ConfigError(ValueError):
-    """A config value of the wrong key, type or range."""
+from kws_zoo.core.errors import ConfigError
 
 
 def from_dict(cls, values: Any, where: str = ""):

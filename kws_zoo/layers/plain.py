@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from kws_zoo.compat import keras
+from kws_zoo.core.compat import keras
 
 
 def to_plain(model: keras.Model) -> keras.Model:

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from kws_zoo.compat import keras, tf
+from kws_zoo.core.compat import keras, tf
 from kws_zoo.layers.bn_affine import bn_affine
 from kws_zoo.layers.strided_depthwise import depthwise_conv2d, depthwise_conv_layer
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from kws_zoo.compat import keras, tf
+from kws_zoo.core.compat import keras, tf
 from kws_zoo.layers.plain import to_plain
 
 

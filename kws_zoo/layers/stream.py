@@ -15,7 +15,7 @@ Built only by kws_zoo.streaming.to_streaming, which sizes the state and copies t
 """
 from __future__ import annotations
 
-from kws_zoo.compat import keras, tf
+from kws_zoo.core.compat import keras, tf
 
 MODES = ("external", "internal")
 

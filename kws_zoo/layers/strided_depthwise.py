@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import threading
 
-from kws_zoo.compat import keras, tf
+from kws_zoo.core.compat import keras, tf
 
 _TRACING_FOR_TFLITE = threading.local()
 

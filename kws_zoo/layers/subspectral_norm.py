@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from kws_zoo.compat import keras, tf
+from kws_zoo.core.compat import keras, tf
 from kws_zoo.layers.bn_affine import bn_affine
 
 

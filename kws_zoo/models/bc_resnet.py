@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from kws_zoo.compat import keras
+from kws_zoo.core.compat import keras
 from kws_zoo.layers.strided_depthwise import depthwise_conv_layer
 from kws_zoo.layers.subspectral_norm import SubSpectralNorm
 from kws_zoo.models.common import feature_input, pad_time

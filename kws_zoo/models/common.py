@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from kws_zoo.compat import keras
+from kws_zoo.core.compat import keras
 from kws_zoo.layers.strided_depthwise import same_padding
 
 

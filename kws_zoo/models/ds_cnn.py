@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from kws_zoo.compat import keras
+from kws_zoo.core.compat import keras
 from kws_zoo.models.common import conv_bn_relu, feature_input
 from kws_zoo.models.registry import register_model
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from kws_zoo.compat import keras
+from kws_zoo.core.compat import keras
 from kws_zoo.layers.ternary_pointwise import TernaryPointwise, export_form  # noqa: F401 (re-export)
 from kws_zoo.models.common import feature_input, pad_time
 from kws_zoo.models.registry import register_model

@@ -9,7 +9,7 @@ import dataclasses
 import fnmatch
 from typing import Any, Callable
 
-from kws_zoo.compat import keras
+from kws_zoo.core.compat import keras
 
 
 @dataclasses.dataclass(frozen=True)

@@ -11,14 +11,14 @@ blocks    (channels, kernel, stride): depthwise (kernel, 1) -> 1x1 conv -> BN ->
 head      dropout, average over time, dense -> classes
 
 Input is raw 16 kHz audio, not features: `feature_stats` is ignored (a learned front end has no
-fixed feature statistics; scale the audio to [-1, 1] as kws_zoo.audio does). The int8 model thus
+fixed feature statistics; scale the audio to [-1, 1] as kws_zoo.data.audio does). The int8 model thus
 takes 8-bit audio (its input scale comes from the calibration clips).
 """
 from __future__ import annotations
 
 import dataclasses
 
-from kws_zoo.compat import keras
+from kws_zoo.core.compat import keras
 from kws_zoo.layers.strided_depthwise import depthwise_conv_layer
 from kws_zoo.layers.sinc_conv import SincConv, sinc_to_plain  # noqa: F401 (re-export)
 from kws_zoo.models.registry import register_model

@@ -1,0 +1,181 @@
+"""Feature front ends: waveform -> features, as TensorFlow ops so they run inside tf.data or a graph.
+
+`log_mel` and `mfcc` use tf.signal for the STFT and librosa's HTK mel filterbank as a constant, so the
+features equal librosa's to float precision (tests/test_frontends.py states the tolerance). `micro` is the
+TFLite Micro frontend (pymicro-features, the same C code that runs on the device) for device parity;
+`raw` passes the waveform through for models with their own learned front end (SincConv).
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import numpy as np
+
+from kws_zoo.data.audio import SAMPLE_RATE
+from kws_zoo.core.compat import tf
+
+KINDS = ("log_mel", "mfcc", "micro", "raw")
+# The TFLM micro frontend is compiled with fixed settings; its config is recorded, not chosen.
+MICRO_SETTINGS = dict(window_ms=30.0, hop_ms=10.0, num_mels=40, fmin=125.0, fmax=7500.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class FrontendConfig:
+    kind: str = "log_mel"
+    sample_rate: int = SAMPLE_RATE
+    window_ms: float = 30.0
+    hop_ms: float = 10.0
+    num_mels: int = 40
+    fmin: float = 20.0
+    fmax: float = 7600.0
+    num_mfcc: int = 10
+    # log(mel_power + floor): a floor well above numerical zero makes the features ignore very quiet
+    # detail that differs between TTS and microphones (measured: it helps synthetic-to-real transfer).
+    log_floor: float = 1e-4
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ValueError(f"frontend kind {self.kind!r} is not one of {KINDS}")
+        if min(self.sample_rate, self.window_ms, self.hop_ms, self.num_mels, self.num_mfcc, self.log_floor) <= 0:
+            raise ValueError("sample_rate, window_ms, hop_ms, num_mels, num_mfcc and log_floor must be > 0, got "
+                             f"{self.sample_rate}, {self.window_ms}, {self.hop_ms}, {self.num_mels}, "
+                             f"{self.num_mfcc}, {self.log_floor}")
+        if self.kind == "micro":
+            for key, value in MICRO_SETTINGS.items():
+                if getattr(self, key) != value:
+                    raise ValueError(f"the micro frontend is fixed at {key}={value}; got {getattr(self, key)}")
+        if not 0 <= self.fmin < self.fmax <= self.sample_rate / 2:
+            raise ValueError(f"need 0 <= fmin < fmax <= sample_rate/2, got fmin={self.fmin} fmax={self.fmax}")
+        if self.kind == "mfcc" and not 0 < self.num_mfcc <= self.num_mels:
+            raise ValueError(f"num_mfcc must be in 1..num_mels, got {self.num_mfcc}")
+
+    @classmethod
+    def micro(cls) -> "FrontendConfig":
+        return cls(kind="micro", **MICRO_SETTINGS)
+
+    @property
+    def window_samples(self) -> int:
+        return int(round(self.sample_rate * self.window_ms / 1000))
+
+    @property
+    def hop_samples(self) -> int:
+        return int(round(self.sample_rate * self.hop_ms / 1000))
+
+    @property
+    def fft_length(self) -> int:
+        return 1 << (self.window_samples - 1).bit_length()
+
+    def output_shape(self, clip_samples: int) -> tuple[int, ...]:
+        """Shape of one clip's features: (frames, bins), or (samples,) for raw."""
+        if self.kind == "raw":
+            return (clip_samples,)
+        frames = 1 + (clip_samples - self.window_samples) // self.hop_samples
+        bins = self.num_mfcc if self.kind == "mfcc" else self.num_mels
+        return (frames, bins)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@functools.lru_cache(maxsize=8)
+def mel_matrix(cfg: FrontendConfig) -> np.ndarray:
+    """[fft_bins, num_mels] HTK-scale triangles without area normalisation (librosa's, transposed)."""
+    import librosa
+
+    return librosa.filters.mel(sr=cfg.sample_rate, n_fft=cfg.fft_length, n_mels=cfg.num_mels, fmin=cfg.fmin,
+                               fmax=cfg.fmax, htk=True, norm=None).T.astype(np.float32)
+
+
+def mel_power(waveforms: tf.Tensor, cfg: FrontendConfig) -> tf.Tensor:
+    """[B, samples] -> mel power spectrogram [B, frames, mels] (no centring: frame t starts at t*hop)."""
+    stft = tf.signal.stft(waveforms, frame_length=cfg.window_samples, frame_step=cfg.hop_samples,
+                          fft_length=cfg.fft_length, window_fn=tf.signal.hann_window, pad_end=False)
+    power = tf.math.square(tf.abs(stft))
+    return tf.tensordot(power, tf.constant(mel_matrix(cfg)), axes=1)
+
+
+def log_mel(waveforms: tf.Tensor, cfg: FrontendConfig) -> tf.Tensor:
+    return tf.math.log(mel_power(waveforms, cfg) + cfg.log_floor)
+
+
+def mfcc(waveforms: tf.Tensor, cfg: FrontendConfig) -> tf.Tensor:
+    coeffs = tf.signal.dct(log_mel(waveforms, cfg), type=2, norm="ortho")
+    return coeffs[..., :cfg.num_mfcc]
+
+
+def make_frontend(cfg: FrontendConfig):
+    """Returns f(waveforms[B, samples] float32) -> features[B, frames, bins] float32 (tf ops)."""
+    if cfg.kind == "log_mel":
+        return functools.partial(log_mel, cfg=cfg)
+    if cfg.kind == "mfcc":
+        return functools.partial(mfcc, cfg=cfg)
+    if cfg.kind == "raw":
+        return tf.identity
+    return _micro_batch
+
+
+def micro_features(audio: np.ndarray) -> np.ndarray:
+    """TFLM micro frontend over one float waveform in [-1, 1] -> [frames, 40] float32.
+
+    The frontend is stateful (noise reduction, PCAN gain control adapt over time), so a clip is
+    processed from a fresh state, 10 ms at a time, exactly as a device would from power-on.
+    """
+    import pymicro_features
+
+    frontend = pymicro_features.MicroFrontend()
+    pcm = (np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes()
+    frames, pos, step = [], 0, 2 * 160  # the C frontend takes at most 160 samples per call
+    while pos + step <= len(pcm):
+        out = frontend.process_samples(pcm[pos:pos + step])
+        pos += 2 * out.samples_read
+        if out.features:
+            frames.append(out.features)
+    return np.asarray(frames, dtype=np.float32).reshape(-1, MICRO_SETTINGS["num_mels"])
+
+
+class MicroFrontendStream:
+    """The TFLM micro frontend as a device runs it: audio in chunks of any size, a 40-bin frame out every
+    10 ms hop, state (noise estimate, PCAN gain) carried across chunks. Over one clip from a fresh state it
+    gives exactly micro_features(clip): train on kind 'micro' (FrontendConfig.micro()) and deploy this."""
+
+    def __init__(self):
+        import pymicro_features
+
+        self._make = pymicro_features.MicroFrontend
+        self.reset()
+
+    def reset(self) -> None:
+        self._frontend = self._make()
+        self._pending = b""
+
+    def process(self, audio: np.ndarray) -> np.ndarray:
+        """float audio in [-1, 1] -> the frames it completes, [n, 40] float32 (n may be 0)."""
+        self._pending += (np.clip(np.asarray(audio, np.float32), -1, 1) * 32767).astype("<i2").tobytes()
+        frames, pos, step = [], 0, 2 * 160  # the C frontend takes at most 160 samples per call
+        while pos + step <= len(self._pending):
+            out = self._frontend.process_samples(self._pending[pos:pos + step])
+            pos += 2 * out.samples_read
+            if out.features:
+                frames.append(out.features)
+        self._pending = self._pending[pos:]
+        return np.asarray(frames, dtype=np.float32).reshape(-1, MICRO_SETTINGS["num_mels"])
+
+
+def _micro_batch(waveforms: tf.Tensor) -> tf.Tensor:
+    def run(batch):
+        return np.stack([micro_features(w) for w in batch])
+
+    out = tf.numpy_function(run, [waveforms], tf.float32, stateful=False)
+    frames = FrontendConfig.micro().output_shape(waveforms.shape[-1])[0] if waveforms.shape[-1] else None
+    return tf.ensure_shape(out, [None, frames, MICRO_SETTINGS["num_mels"]])
+
+
+def stream_features(audio: np.ndarray, frontend) -> np.ndarray:
+    """Features [frames, bins] of a whole stream, as a device would compute them frame by frame: the micro
+    frontend through its streaming form; tf.signal frontends have no state, so one call is the same."""
+    if frontend.kind == "micro":
+        return MicroFrontendStream().process(audio)
+    if frontend.kind == "raw":
+        raise ValueError("raw-waveform models have no feature frames to stream")
+    return np.asarray(make_frontend(frontend)(np.asarray(audio, np.float32)[None]))[0]

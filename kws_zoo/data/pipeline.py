@@ -1,0 +1,204 @@
+"""Decoding examples to waveforms, and the tf.data pipeline that turns waveforms into feature batches.
+
+Determinism: the example order of epoch e is a numpy permutation from default_rng([seed, e]), and every
+random choice an example sees is a stateless op seeded from (seed, e, example index). Rebuilding the
+dataset with the same (seed, epoch) therefore gives bit-identical batches in any process, which is what
+lets a killed training run resume exactly (the trainer builds one dataset per epoch).
+"""
+from __future__ import annotations
+
+import concurrent.futures
+import hashlib
+import json
+import os
+import weakref
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from tqdm import tqdm
+
+from kws_zoo.data import audio
+from kws_zoo.data.audio import SAMPLE_RATE
+from kws_zoo.core.errors import AudioError
+from kws_zoo.core.compat import tf
+from kws_zoo.data.augment import AugmentConfig, augment_waveform, fill_silence, fold_in, spec_augment
+from kws_zoo.data.base import Example
+from kws_zoo.data.frontends import FrontendConfig, make_frontend
+from kws_zoo.core.errors import BadFilesError
+
+_CACHE_VERSION = 1
+
+
+def load_waveforms(examples: Sequence[Example], clip_samples: int = 16000, skip_bad: bool = False,
+                   progress: bool = True, *, cache_dir: str | os.PathLike | None = None,
+                   sample_rate: int = SAMPLE_RATE, workers: int | None = None) -> tuple[np.ndarray, list[AudioError]]:
+    """Decodes every example to float32 [N, clip_samples] (centre padded/trimmed); silence examples are zeros.
+
+    Every file is tried before deciding, so an error lists all bad files at once: by default a
+    BadFilesError; with skip_bad=True the bad rows are dropped (use `drop_bad` for the matching examples)
+    and the errors returned. With cache_dir, the decoded array is kept in a .npy keyed by the file list,
+    sizes and modification times (pass a directory outside the repo).
+    """
+    cache = _cache_paths(examples, clip_samples, sample_rate, cache_dir) if cache_dir else None
+    if cache and cache[0].exists() and cache[1].exists():
+        waves = np.load(cache[0])
+        bad = [AudioError(p, problem) for p, problem in json.loads(cache[1].read_text())]
+    else:
+        waves, bad = _decode(examples, clip_samples, sample_rate, progress, workers)
+        if cache:
+            _save(cache, waves, bad)
+    if bad and not skip_bad:
+        raise BadFilesError(bad)
+    return waves, bad
+
+
+def drop_bad(examples: Sequence[Example], bad: Sequence[AudioError]) -> list[Example]:
+    """The examples that match the rows `load_waveforms(..., skip_bad=True)` returned."""
+    bad_paths = {e.path for e in bad}
+    return [e for e in examples if e.path not in bad_paths]
+
+
+def _decode(examples, clip_samples, sample_rate, progress, workers):
+    def read(example: Example):
+        if not example.path:
+            return None
+        try:
+            return audio.fit_length(audio.read_wav(example.path, sample_rate), clip_samples)
+        except AudioError as err:
+            return err
+
+    waves = np.zeros((len(examples), clip_samples), np.float32)
+    bad, ok = [], np.ones(len(examples), bool)
+    # Threads, not processes: libsndfile and soxr release the GIL, and forking after TF is loaded is unsafe.
+    with concurrent.futures.ThreadPoolExecutor(workers or min(8, os.cpu_count() or 1)) as pool:
+        results = tqdm(pool.map(read, examples), total=len(examples), disable=not progress,
+                       desc="decoding audio", unit="file")
+        for i, result in enumerate(results):
+            if isinstance(result, AudioError):
+                bad.append(result)
+                ok[i] = False
+            elif result is not None:
+                waves[i] = result
+    return (waves if ok.all() else waves[ok]), bad
+
+
+def _cache_paths(examples, clip_samples, sample_rate, cache_dir) -> tuple[Path, Path]:
+    def stamp(path: str):
+        try:
+            st = os.stat(path)
+            return [path, st.st_size, st.st_mtime_ns]
+        except OSError:
+            return [path, -1, -1]
+
+    key = json.dumps([_CACHE_VERSION, clip_samples, sample_rate, [stamp(e.path) if e.path else "" for e in examples]])
+    digest = hashlib.sha1(key.encode()).hexdigest()[:20]
+    root = Path(cache_dir)
+    return root / f"waveforms-{digest}.npy", root / f"waveforms-{digest}.bad.json"
+
+
+def _save(cache: tuple[Path, Path], waves: np.ndarray, bad: list[AudioError]) -> None:
+    """Atomic (tmp + rename); the .bad.json is written last and a cache counts only if both exist."""
+    cache[0].parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache[0].with_suffix(f".tmp{os.getpid()}")
+    with open(tmp, "wb") as f:
+        np.save(f, waves)
+    os.replace(tmp, cache[0])
+    tmp.write_text(json.dumps([[e.path, e.problem] for e in bad]))
+    os.replace(tmp, cache[1])
+
+
+def load_background(paths: Sequence[str], clip_samples: int = 16000, *, skip_bad: bool = False,
+                    sample_rate: int = SAMPLE_RATE) -> np.ndarray | None:
+    """Background clips as float32 [segments, 2 * clip_samples]: each file cut into windows with hop
+    clip_samples (short files tiled), so any random crop of clip_samples from a row lies inside one file
+    and every position of every file is reachable. None if there are no usable clips."""
+    rows, bad = [], []
+    for path in paths:
+        try:
+            x = audio.read_wav(path, sample_rate)
+        except AudioError as err:
+            bad.append(err)
+            continue
+        seg = 2 * clip_samples
+        if len(x) < seg:
+            x = np.tile(x, -(-seg // len(x)))
+        starts = range(0, len(x) - seg + 1, clip_samples)
+        rows += [x[s:s + seg] for s in starts]
+    if bad and not skip_bad:
+        raise BadFilesError(bad)
+    return np.stack(rows).astype(np.float32) if rows else None
+
+
+# Large arrays captured as constants get copied into the dataset graph on every iterator (seconds per
+# gigabyte); a variable is passed by handle. One variable per live array, dropped with the array.
+_RESIDENT: dict[int, tuple[weakref.ref, tf.Variable]] = {}
+
+
+def _resident(array: np.ndarray) -> tf.Variable:
+    key = id(array)
+    hit = _RESIDENT.get(key)
+    if hit is not None and hit[0]() is array:
+        return hit[1]
+    var = tf.Variable(array, trainable=False)
+    _RESIDENT[key] = (weakref.ref(array, lambda _, k=key: _RESIDENT.pop(k, None)), var)
+    return var
+
+
+def make_dataset(waveforms: np.ndarray, labels: np.ndarray, *, frontend_cfg: FrontendConfig, batch_size: int,
+                 training: bool, augment: AugmentConfig | None = None, background: np.ndarray | None = None,
+                 seed: int = 0, epoch: int = 0) -> tf.data.Dataset:
+    """Yields (features, labels int32 [B]) with features float32 [B, frames, bins], or [B, samples]
+    for the "raw" frontend (the waveform itself, for models with a learned front end).
+
+    training=True shuffles (deterministically in (seed, epoch)); augmentation runs whenever `augment` is
+    given, so pass None for evaluation. With `background` (from load_background), silence examples
+    (all-zero clips) become background noise at a random level, in every mode, seeded like the rest.
+    The arrays are treated as read-only: they are uploaded once per array object and reused.
+    """
+    waveforms = np.asarray(waveforms, np.float32)
+    labels = np.asarray(labels, np.int32)
+    if waveforms.ndim != 2 or len(labels) != len(waveforms):
+        raise ValueError(f"need waveforms [N, samples] and N labels, got {waveforms.shape} and {labels.shape}")
+    clip = waveforms.shape[1]
+    if background is not None:
+        background = np.asarray(background, np.float32)
+        if background.ndim != 2 or background.shape[1] < clip:
+            raise ValueError(f"background must be [rows, >= {clip}] (see load_background), got {background.shape}")
+    frontend = make_frontend(frontend_cfg)
+    spec_ok = augment is not None and frontend_cfg.kind != "raw"
+    silence_dbfs = (augment or AugmentConfig()).silence_dbfs
+    wave_var = _resident(waveforms)
+    bg_var = _resident(background) if background is not None and len(background) else None
+    label_t = tf.constant(labels)
+    base_seed = tf.constant([seed, epoch], tf.int64)
+
+    def example(i):
+        s = fold_in(base_seed, i)
+        x = tf.ensure_shape(tf.gather(wave_var, i), [clip])
+        if bg_var is not None:
+            x = fill_silence(x, fold_in(s, 0), bg_var, silence_dbfs)
+        if augment is not None:
+            x = augment_waveform(x, fold_in(s, 1), augment, bg_var, frontend_cfg.sample_rate)
+        feats = frontend(x[None])[0]
+        if spec_ok:
+            feats = spec_augment(feats, fold_in(s, 2), augment)
+        return feats, tf.gather(label_t, i)
+
+    order = np.random.default_rng([seed, epoch]).permutation(len(labels)) if training else np.arange(len(labels))
+    ds = tf.data.Dataset.from_tensor_slices(order.astype(np.int64))
+    ds = ds.map(example, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def features_for(waveforms: np.ndarray, frontend_cfg: FrontendConfig, batch_size: int = 256, *,
+                 background: np.ndarray | None = None, seed: int = 0) -> np.ndarray:
+    """Evaluation features (no augmentation, original order) as numpy [N, frames, bins] ([N, samples]
+    for raw); silence examples get deterministic background noise when `background` is given."""
+    ds = make_dataset(waveforms, np.zeros(len(waveforms), np.int32), frontend_cfg=frontend_cfg,
+                      batch_size=batch_size, training=False, background=background, seed=seed)
+    parts = [f.numpy() for f, _ in ds]
+    if parts:
+        return np.concatenate(parts)
+    shape = frontend_cfg.output_shape(np.shape(waveforms)[1])
+    return np.zeros((0, *shape), np.float32)

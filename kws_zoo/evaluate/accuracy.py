@@ -1,0 +1,118 @@
+"""Evaluation: accuracy, per-class precision/recall, confusion matrix (JSON and PNG)."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+from kws_zoo.evaluate.plots import plot_confusion
+
+
+def classification_report(y_true, y_pred, labels) -> dict:
+    """Report over `labels` (names). y_true indexes labels; y_pred may also be -1 (a prediction outside
+    the data's label set, e.g. '_unknown_' on a digits-only test set), which always counts as wrong."""
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    n = len(labels)
+    cm = np.zeros((n, n + 1), np.int64)  # last column: predicted a label the data does not have
+    np.add.at(cm, (y_true, np.where(y_pred < 0, n, y_pred)), 1)
+    per_class = {}
+    for i, name in enumerate(labels):
+        tp, support, predicted = cm[i, i], cm[i].sum(), cm[:, i].sum()
+        precision = tp / predicted if predicted else 0.0
+        recall = tp / support if support else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        per_class[name] = {"precision": float(precision), "recall": float(recall), "f1": float(f1),
+                           "support": int(support)}
+    report = {"accuracy": float(np.mean(y_true == y_pred)) if len(y_true) else 0.0, "examples": int(len(y_true)),
+              "labels": list(labels), "per_class": per_class, "confusion": cm[:, :n].tolist()}
+    if cm[:, n].any():
+        report["predicted_outside_labels"] = cm[:, n].tolist()
+    return report
+
+
+def map_labels(data_labels, model_labels) -> np.ndarray:
+    """Index map model-label -> data-label (-1 where the data has no such label)."""
+    position = {name: i for i, name in enumerate(data_labels)}
+    missing = [name for name in data_labels if name not in set(model_labels)]
+    if missing:
+        raise ValueError(f"the model cannot predict data label(s) {missing}; model labels: {list(model_labels)}")
+    return np.array([position.get(name, -1) for name in model_labels], np.int64)
+
+
+def format_report(report: dict) -> str:
+    lines = [f"accuracy {report['accuracy']:.2%} ({report['examples']} examples)"
+             + (f"; closed set (only the data's labels) {report['closed_set_accuracy']:.2%}"
+                if "closed_set_accuracy" in report else ""),
+             f"{'label':>12} {'precision':>9} {'recall':>7} {'support':>7}"]
+    for name, row in report["per_class"].items():
+        lines.append(f"{name:>12} {row['precision']:9.3f} {row['recall']:7.3f} {row['support']:7d}")
+    return "\n".join(lines)
+
+
+def report_from_scores(scores, targets, data_labels, model_labels) -> dict:
+    """Report for model scores [N, model classes] on data whose label names may be a subset."""
+    to_data = map_labels(data_labels, model_labels)
+    scores = np.asarray(scores)
+    report = classification_report(targets, to_data[scores.argmax(axis=1)], data_labels)
+    if (to_data < 0).any():
+        # Closed set: the best of the labels the data has (e.g. digits only, no _unknown_ / _silence_).
+        # Reported beside, never instead of, the open-set accuracy above.
+        inside = np.flatnonzero(to_data >= 0)
+        closed = to_data[inside[scores[:, inside].argmax(axis=1)]]
+        report["closed_set_accuracy"] = float(np.mean(closed == np.asarray(targets)))
+    return report
+
+
+def evaluate_arrays(cfg, clip_samples: int, split: str = "test", progress: bool = True):
+    """(waveforms, targets, label names, background noise or None) of one split of a dataset config."""
+    from kws_zoo.data import load_dataset
+    from kws_zoo.data.pipeline import drop_bad, load_background, load_waveforms
+
+    data = load_dataset(cfg)
+    # "all": every split, for data the model never trained on (e.g. real speech for a TTS-trained model).
+    examples = [e for ex in data.splits.values() for e in ex] if split == "all" else data.splits.get(split) or []
+    if not examples:
+        raise ValueError(f"{cfg.path or cfg.kind}: split {split!r} is empty (splits: "
+                         f"{', '.join(k for k, v in data.splits.items() if v)})")
+    waves, bad = load_waveforms(examples, clip_samples=clip_samples, skip_bad=cfg.skip_bad_files,
+                                progress=progress)
+    background = load_background(data.background, clip_samples) if data.background else None
+    return waves, np.array([e.label for e in drop_bad(examples, bad)], np.int64), data.labels, background
+
+
+def _data_config(data: str, model_path: str, labels):
+    """--data value -> DataConfig: 'recipe' (the run's own data), 'fsdd', or a dataset directory."""
+    from kws_zoo.data.base import DataConfig
+
+    if data == "fsdd":
+        return DataConfig(kind="fsdd")
+    if data == "recipe":
+        from kws_zoo.recipe import load_recipe
+
+        folder = model_path if os.path.isdir(model_path) else os.path.dirname(os.path.abspath(model_path))
+        for candidate in (folder, os.path.dirname(folder)):
+            if os.path.isfile(os.path.join(candidate, "recipe.json")):
+                return load_recipe(os.path.join(candidate, "recipe.json")).data
+        raise ValueError(f"{model_path}: no recipe.json beside the model; pass --data fsdd or a dataset directory")
+    if not os.path.isdir(data):
+        raise ValueError(f"{data}: --data must be 'recipe', 'fsdd' or a dataset directory")
+    keywords = tuple(name for name in labels if not name.startswith("_"))
+    if any(os.path.exists(os.path.join(data, f)) for f in ("testing_list.txt", "validation_list.txt")):
+        return DataConfig(kind="gsc", path=data, words=keywords)
+    return DataConfig(kind="folder", path=data)
+
+
+def evaluate_model(model: str, data: str = "recipe", split: str = "test", runtime: str = "tflm",
+                   plot: str | None = None, progress: bool = True) -> dict:
+    """Evaluates any model form (run dir, .keras, .tflite) on a dataset split; returns the report."""
+    from kws_zoo.evaluate.predictor import load_predictor
+
+    predictor = load_predictor(model, runtime=runtime)
+    cfg = _data_config(data, model, predictor.labels)
+    waves, targets, data_labels, background = evaluate_arrays(cfg, predictor.clip_samples, split, progress)
+    scores = predictor.scores(predictor.features(waves, background))
+    report = report_from_scores(scores, targets, data_labels, predictor.labels)
+    report.update(model=os.fspath(model), runtime=predictor.runtime, data=cfg.to_dict(), split=split)
+    if plot:
+        report["plot"] = plot_confusion(report, plot, f"{os.path.basename(os.path.normpath(model))} on "
+                                                      f"{cfg.kind} {split}: accuracy {report['accuracy']:.1%}")
+    return report

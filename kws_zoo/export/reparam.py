@@ -1,0 +1,142 @@
+"""Training graph -> single-branch inference graph of standard layers, checked numerically.
+
+`reparameterize(model)` rewrites the functional config (public get_config/from_config, no private
+cloning) layer by layer:
+  - a layer with `plain_layer()` (RepConv2D -> Conv2D/DepthwiseConv2D with bias; SubSpectralNorm ->
+    BatchNormalization over (freq, channel); other layers following kws_zoo.layers.plain) becomes that
+    standard layer;
+  - a BatchNormalization whose only input is a Conv2D/DepthwiseConv2D it alone consumes is folded into the
+    conv's kernel and bias. The TFLite converter would fold it too, but folding here makes the Keras
+    inference graph of a multi-branch model and of its plain twin the same layer for layer, and hands
+    QAT a graph without BN;
+  - every other layer is kept with its weights.
+Layers keep their names, so weights copy across by name and summaries stay readable.
+"""
+from __future__ import annotations
+
+import copy
+from collections import Counter
+from typing import Any
+
+import numpy as np
+
+from kws_zoo.core.compat import keras
+from kws_zoo.layers.bn_affine import bn_affine
+from kws_zoo.layers.strided_depthwise import StridedDepthwiseConv2D
+
+L = keras.layers
+_CONVS = (L.Conv2D, L.DepthwiseConv2D, StridedDepthwiseConv2D)
+
+
+def max_abs_diff(a: keras.Model, b: keras.Model, x: np.ndarray) -> float:
+    """max |a(x) - b(x)| with both models in inference mode."""
+    ya = np.asarray(a(x, training=False), np.float64)
+    yb = np.asarray(b(x, training=False), np.float64)
+    return float(np.max(np.abs(ya - yb)))
+
+
+def fold_batchnorm(kernel: np.ndarray, bias: np.ndarray | None, bn: L.BatchNormalization,
+                   depthwise: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(kernel, bias) of conv-then-BN as one conv. kernel is Keras' [kh, kw, in, out] or depthwise
+    [kh, kw, in, multiplier] (output channel = in * multiplier + m)."""
+    scale, shift = bn_affine(bn)
+    kernel = np.asarray(kernel, np.float64)
+    if depthwise:
+        scale_k = scale.reshape(kernel.shape[2], kernel.shape[3])
+    else:
+        scale_k = scale
+    bias = np.zeros_like(scale) if bias is None else np.asarray(bias, np.float64)
+    return (kernel * scale_k).astype(np.float32), (bias * scale + shift).astype(np.float32)
+
+
+def _rename_refs(obj: Any, rename: dict[str, str]) -> Any:
+    """Inbound-node structures hold [layer_name, node_index, tensor_index, kwargs] lists; rename layers."""
+    if isinstance(obj, list):
+        if len(obj) >= 3 and isinstance(obj[0], str) and isinstance(obj[1], int):
+            return [rename.get(obj[0], obj[0]), *obj[1:]]
+        return [_rename_refs(o, rename) for o in obj]
+    return obj
+
+
+def _refs(obj: Any) -> list[list]:
+    if isinstance(obj, list):
+        if len(obj) >= 3 and isinstance(obj[0], str) and isinstance(obj[1], int):
+            return [obj]
+        return [r for o in obj for r in _refs(o)]
+    return []
+
+
+def _entry(layer: L.Layer, inbound_nodes: list) -> dict:
+    entry = keras.layers.serialize(layer)
+    entry["name"] = layer.name
+    entry["inbound_nodes"] = inbound_nodes
+    return entry
+
+
+def _is_foldable_bn(layer: L.Layer, inbound: list) -> bool:
+    refs = _refs(inbound)
+    return (type(layer) is L.BatchNormalization and len(inbound) == 1 and len(refs) == 1
+            and refs[0][3:] in ([], [{}]) and len(layer.input_shape) == 4 and list(layer.axis) == [3])
+
+
+def reparameterize(model: keras.Model, *, check: bool = True) -> keras.Model:
+    """The inference form of a functional model: standard layers only, BN folded, same outputs.
+
+    check: run both on one random batch and raise if outputs differ by more than float32 rounding can
+        explain (relative 1e-3 of the output range) - a cheap guard, not a substitute for tests.
+    """
+    config = model.get_config() if isinstance(model, keras.Model) else {}
+    if isinstance(model, keras.Sequential) or "input_layers" not in config:
+        raise ValueError(f"{getattr(model, 'name', model)}: reparameterize needs a functional keras.Model (not "
+                         "Sequential or subclassed); wrap a Sequential as keras.Model(seq.inputs, seq.outputs)")
+    uses = Counter(ref[0] for entry in config["layers"] for ref in _refs(entry["inbound_nodes"]))
+    uses.update(ref[0] for ref in config["output_layers"])
+    entries: list[dict] = []
+    weights: dict[str, list[np.ndarray]] = {}
+    convs: dict[str, tuple[dict, bool]] = {}  # name -> (entry, depthwise) of a conv whose BN may still fold into it
+    rename: dict[str, str] = {}
+    for old in config["layers"]:
+        name, inbound = old["name"], _rename_refs(old["inbound_nodes"], rename)
+        layer = model.get_layer(name)
+        if isinstance(layer, keras.Model):
+            raise ValueError(f"{name}: nested models are not supported; flatten the model first")
+        if len(inbound) > 1 and (hasattr(layer, "plain_layer") or isinstance(layer, L.BatchNormalization)):
+            raise ValueError(f"{name}: shared layers (called {len(inbound)} times) are not supported")
+        producer = _refs(inbound)[0][0] if _refs(inbound) else None
+        if hasattr(layer, "plain_layer"):
+            new, values = layer.plain_layer()
+            entry = _entry(new, inbound)
+        elif (_is_foldable_bn(layer, inbound) and producer in convs and uses[producer] == 1):
+            conv, is_dw = convs.pop(producer)
+            kernel, *bias = weights[producer]
+            weights[producer] = list(fold_batchnorm(kernel, bias[0] if bias else None, layer, is_dw))
+            conv["config"]["use_bias"] = True
+            rename[name] = producer
+            continue
+        else:
+            entry = copy.deepcopy(old)
+            entry["inbound_nodes"] = inbound
+            new, values = layer, layer.get_weights()
+        entries.append(entry)
+        weights[name] = values
+        if type(new) in _CONVS and new.get_config()["activation"] == "linear" and len(inbound) == 1:
+            convs[name] = entry, isinstance(new, L.DepthwiseConv2D)
+    config = {**config, "layers": entries,
+              "output_layers": _rename_refs(config["output_layers"], rename)}
+    plain = keras.Model.from_config(config)
+    for layer in plain.layers:
+        layer.set_weights(weights[layer.name])
+    if check:
+        _check(model, plain)
+    return plain
+
+
+def _check(model: keras.Model, plain: keras.Model) -> None:
+    shape = tuple(model.input_shape[1:])
+    if any(d is None for d in shape) or isinstance(model.input_shape, list):
+        return  # no static single input to sample
+    x = np.random.default_rng(0).standard_normal((2, *shape)).astype(np.float32)
+    y = np.asarray(model(x, training=False))
+    diff = max_abs_diff(model, plain, x)
+    if diff > 1e-3 * (1.0 + float(np.abs(y).max())):
+        raise AssertionError(f"{model.name}: re-parameterized model differs by {diff:.3g} on random input")

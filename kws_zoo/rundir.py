@@ -1,0 +1,110 @@
+"""The run-directory contract: every file name training, export and streaming export write, and one typed
+record for the `kws_zoo.json` that sits beside every model form (labels, frontend, clip, streaming geometry).
+
+    RUN_DIR/            recipe.json  kws_zoo.json  labels.txt  model.keras  checkpoint.json  train_summary.json
+      export/           kws_zoo.json  recipe.json  model_int8.tflite  model_float.tflite  model_inference.keras
+                        model_card.json/.md  report_tflm_int8.json  confusion_tflm_int8.png  <name>_model.cc/.h
+      stream/           kws_zoo.json  model_window_int8.tflite  model_stream_{external,internal}_int8.tflite
+                        stream_card.json
+
+Only this module, train, evaluate and workflows know these paths.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+
+from kws_zoo.core.errors import ModelLoadError
+from kws_zoo.core.files import atomic_write_json
+from kws_zoo.data.frontends import FrontendConfig
+
+METADATA = "kws_zoo.json"
+RECIPE = "recipe.json"
+LABELS = "labels.txt"
+MODEL = "model.keras"
+CHECKPOINT_STATE = "checkpoint.json"
+TRAIN_SUMMARY = "train_summary.json"
+
+EXPORT_DIR = "export"
+INFERENCE_MODEL = "model_inference.keras"
+TFLITE_FLOAT = "model_float.tflite"
+TFLITE_INT8 = "model_int8.tflite"
+MODEL_CARD = "model_card.json"
+MODEL_CARD_MD = "model_card.md"
+TFLM_REPORT = "report_tflm_int8.json"
+TFLM_CONFUSION = "confusion_tflm_int8.png"
+
+STREAM_DIR = "stream"
+STREAM_WINDOW = "model_window_int8.tflite"  # the whole-window reference the streaming forms are checked against
+STREAM_CARD = "stream_card.json"
+STREAM_FORMS = ("external", "internal")
+
+
+def stream_model_file(form: str) -> str:
+    """File name of an int8 streaming form ('external' or 'internal' state)."""
+    if form not in STREAM_FORMS:
+        raise ValueError(f"unknown streaming form {form!r}; one of {STREAM_FORMS}")
+    return f"model_stream_{form}_int8.tflite"
+
+
+@dataclasses.dataclass(frozen=True)
+class StreamingInfo:
+    window_frames: int
+    frames_per_step: int
+    padding: str
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelInfo:
+    """What a model file alone does not say: the `kws_zoo.json` beside every run, export and stream folder."""
+    labels: tuple[str, ...]
+    frontend: FrontendConfig
+    clip_ms: int
+    model: str
+    recipe: str = ""
+    streaming: StreamingInfo | None = None
+
+    def to_dict(self) -> dict:
+        out = {"labels": list(self.labels), "frontend": self.frontend.to_dict(), "clip_ms": self.clip_ms,
+               "model": self.model, "recipe": self.recipe}
+        if self.streaming is not None:
+            out["streaming"] = dataclasses.asdict(self.streaming)
+        return out
+
+    @classmethod
+    def from_dict(cls, values: dict) -> ModelInfo:
+        streaming = values.get("streaming")
+        return cls(labels=tuple(values["labels"]), frontend=FrontendConfig(**values["frontend"]),
+                   clip_ms=int(values["clip_ms"]), model=values.get("model", ""), recipe=values.get("recipe", ""),
+                   streaming=StreamingInfo(**streaming) if streaming else None)
+
+    @property
+    def clip_samples(self) -> int:
+        return self.frontend.sample_rate * self.clip_ms // 1000
+
+
+def info_path(path: str | os.PathLike) -> str:
+    """The kws_zoo.json that describes `path`: in the folder itself (a run, export or stream folder, or the one
+    holding a model file), else one level up (a model saved in a sub-folder of a run). Raises ModelLoadError."""
+    path = os.fspath(path)
+    folder = path if os.path.isdir(path) else os.path.dirname(os.path.abspath(path))
+    for candidate in (os.path.join(folder, METADATA), os.path.join(os.path.dirname(folder), METADATA)):
+        if os.path.isfile(candidate):
+            return candidate
+    raise ModelLoadError(f"{path}: no {METADATA} beside the model (labels and frontend are unknown); "
+                         "use a run or export directory written by kws-zoo")
+
+
+def read_info(path: str | os.PathLike) -> ModelInfo:
+    """The ModelInfo describing a run/export/stream folder or a model file in one (see info_path)."""
+    found = info_path(path)
+    try:
+        with open(found) as f:
+            return ModelInfo.from_dict(json.load(f))
+    except (ValueError, KeyError, TypeError) as err:
+        raise ModelLoadError(f"{found}: not a kws_zoo model description ({err})") from None
+
+
+def write_info(folder: str | os.PathLike, info: ModelInfo) -> None:
+    atomic_write_json(os.path.join(folder, METADATA), info.to_dict())

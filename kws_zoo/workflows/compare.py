@@ -1,0 +1,184 @@
+"""Train and export several recipes under one budget and tabulate what each costs and achieves.
+
+Every number comes from the run's own artifacts: the model card written by `kws_zoo.workflows.export_run`
+(sizes, MACs, arena, TFLM accuracy) and the training checkpoint's history (epochs, seconds). Finished
+stages are reused: a run dir with a complete checkpoint is not retrained, and a model card newer than
+its model is not re-exported, so rerunning a comparison after adding a recipe only does the new work.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+
+from kws_zoo.core.files import atomic_write_json, atomic_write_text
+from kws_zoo.recipe import Recipe, load_recipe, with_epochs
+from kws_zoo.core.errors import RecipeError
+
+# Row keys, in table order. None marks a value the run does not have (no FSDD eval, no callgrind).
+COLUMNS = ("name", "model", "family", "frontend", "params", "inference_params", "trainable_params", "macs",
+           "multiplications_avoided", "flash_bytes", "arena_bytes", "tflm_invoke_ms_host",
+           "instructions_per_invoke", "accuracy_float", "accuracy_tflm_int8", "test_examples", "fsdd_float",
+           "fsdd_tflm_int8", "fsdd_float_closed_set", "fsdd_tflm_int8_closed_set", "fsdd_examples", "epochs",
+           "train_seconds", "run_dir")
+# Model card fields copied into a row; a card from an older export_run without them is re-exported.
+CARD_KEYS = ("params", "inference_params", "trainable_params", "macs", "multiplications_avoided", "flash_bytes",
+             "arena_bytes", "tflm_invoke_ms_host", "test_examples", "accuracy")
+
+
+def run_dir_for(recipe: Recipe, out_dir: str) -> str:
+    # The epoch budget is part of the name: the cosine schedule depends on it, so runs of one recipe at
+    # two budgets are different runs and must not resume each other.
+    return os.path.join(out_dir, f"{recipe.name}_e{recipe.schedule.epochs}")
+
+
+def _state(run_dir: str) -> dict | None:
+    from kws_zoo.rundir import CHECKPOINT_STATE
+
+    path = os.path.join(run_dir, CHECKPOINT_STATE)
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+def _finished(run_dir: str, recipe: Recipe) -> bool:
+    state = _state(run_dir)
+    return (state is not None and state["epoch"] + 1 >= recipe.schedule.epochs
+            and os.path.exists(os.path.join(run_dir, "model.keras"))
+            and os.path.exists(os.path.join(run_dir, "train_summary.json")))
+
+
+def _same_recipe(run_dir: str, recipe: Recipe) -> bool:
+    with open(os.path.join(run_dir, "recipe.json")) as f:
+        return json.load(f) == json.loads(json.dumps(recipe.to_dict()))
+
+
+def _fresh_card(run_dir: str, recipe: Recipe, callgrind: bool) -> dict | None:
+    """The existing model card if it describes the current model.keras and has every field asked for."""
+    path = os.path.join(run_dir, "export", "model_card.json")
+    if not os.path.exists(path) or os.path.getmtime(path) < os.path.getmtime(os.path.join(run_dir, "model.keras")):
+        return None
+    with open(path) as f:
+        card = json.load(f)
+    wanted = CARD_KEYS + (("instructions_per_invoke",) if callgrind else ())
+    extra = {cfg.kind for cfg in recipe.extra_eval}
+    return card if all(k in card for k in wanted) and extra <= set(card.get("extra_eval", {})) else None
+
+
+def frontend_summary(recipe: Recipe) -> str:
+    f = recipe.frontend
+    if f.kind == "raw":
+        return f"raw {f.sample_rate // 1000} kHz"
+    bins = f.num_mfcc if f.kind == "mfcc" else f.num_mels
+    return f"{f.kind} {bins}, {f.window_ms:g}/{f.hop_ms:g} ms"
+
+
+def make_row(recipe: Recipe, run_dir: str, card: dict) -> dict:
+    from kws_zoo.models import get_entry
+
+    history = (_state(run_dir) or {"history": []})["history"]
+    fsdd = card.get("extra_eval", {}).get("fsdd", {})
+    row = {
+        "name": recipe.name, "model": recipe.model, "family": get_entry(recipe.model).family,
+        "frontend": frontend_summary(recipe),
+        **{k: card[k] for k in CARD_KEYS if k != "accuracy"},
+        "instructions_per_invoke": card.get("instructions_per_invoke"),
+        "accuracy_float": card["accuracy"]["float"], "accuracy_tflm_int8": card["accuracy"]["tflm_int8"],
+        "fsdd_float": fsdd.get("float"), "fsdd_tflm_int8": fsdd.get("tflm_int8"),
+        "fsdd_float_closed_set": fsdd.get("float_closed_set"),
+        "fsdd_tflm_int8_closed_set": fsdd.get("tflm_int8_closed_set"), "fsdd_examples": fsdd.get("examples"),
+        "epochs": len(history), "train_seconds": round(sum(h["seconds"] for h in history), 1), "run_dir": run_dir,
+    }
+    return {k: row[k] for k in COLUMNS}
+
+
+def _say(progress: bool, message: str) -> None:
+    if progress:
+        print(f"compare: {message}", file=sys.stderr, flush=True)
+
+
+def compare(recipes, out_dir: str, epochs: int | None = None, callgrind: bool = False,
+            progress: bool = True) -> list[dict]:
+    """Trains (or resumes) and exports each recipe into out_dir/<name>_e<epochs>; writes compare.json,
+    compare.md and compare.png into out_dir; returns one row per recipe (keys: COLUMNS).
+
+    recipes: Recipe instances, recipe files, or built-in recipe names.
+    """
+    from kws_zoo.workflows.export_run import export_run
+    from kws_zoo.core.errors import RunDirError
+    from kws_zoo.train import train
+
+    loaded = [with_epochs(r if isinstance(r, Recipe) else load_recipe(r), epochs) for r in recipes]
+    names = [r.name for r in loaded]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise RecipeError(f"recipe names must be distinct (they name the run dirs): {duplicates}")
+    os.makedirs(out_dir, exist_ok=True)
+    rows = []
+    for i, recipe in enumerate(loaded, 1):
+        tag = f"[{i}/{len(loaded)}] {recipe.name}"
+        run_dir = run_dir_for(recipe, out_dir)
+        if _finished(run_dir, recipe):
+            if not _same_recipe(run_dir, recipe):
+                raise RunDirError(f"{run_dir}: holds a run of a different recipe; move it away or use another --out")
+            _say(progress, f"{tag}: trained already ({recipe.schedule.epochs} epochs) in {run_dir}")
+        else:
+            done = (_state(run_dir) or {"epoch": -1})["epoch"] + 1
+            _say(progress, f"{tag}: training {recipe.model}, epochs {done + 1}..{recipe.schedule.epochs} -> {run_dir}")
+            train(recipe, run_dir, progress=progress)
+        card = _fresh_card(run_dir, recipe, callgrind)
+        if card is None:
+            _say(progress, f"{tag}: exporting int8 and verifying on TFLM" + (" (+ callgrind)" if callgrind else ""))
+            start = time.time()
+            card = export_run(run_dir, progress=progress, callgrind=callgrind)
+            _say(progress, f"{tag}: exported in {time.time() - start:.0f} s")
+        else:
+            _say(progress, f"{tag}: model card up to date, not re-exported")
+        rows.append(make_row(recipe, run_dir, card))
+    write_outputs(rows, out_dir, epochs=epochs, callgrind=callgrind)
+    _say(progress, f"wrote {os.path.join(out_dir, 'compare.md')}, compare.json, compare.png")
+    return rows
+
+
+def write_outputs(rows: list[dict], out_dir: str, epochs: int | None, callgrind: bool) -> None:
+    from kws_zoo.evaluate.plots import plot_comparison
+
+    atomic_write_json(os.path.join(out_dir, "compare.json"),
+                      {"epochs_override": epochs, "callgrind": callgrind, "columns": list(COLUMNS), "rows": rows})
+    atomic_write_text(os.path.join(out_dir, "compare.md"), markdown_table(rows) + "\n")
+    plot_comparison(rows, os.path.join(out_dir, "compare.png"))
+
+
+def _pct(value) -> str:
+    return "–" if value is None else f"{value:.1%}"
+
+
+def _fsdd(row: dict, runtime: str) -> str:
+    if row[f"fsdd_{runtime}"] is None:
+        return "–"
+    closed = row[f"fsdd_{runtime}_closed_set"]
+    return _pct(row[f"fsdd_{runtime}"]) + (f" [{_pct(closed)}]" if closed is not None else "")
+
+
+def markdown_table(rows: list[dict]) -> str:
+    """One line per row. The callgrind column appears only when some row was measured with it."""
+    with_instr = any(r["instructions_per_invoke"] is not None for r in rows)
+    cols = [("name", lambda r: r["name"]), ("model", lambda r: r["model"]), ("frontend", lambda r: r["frontend"]),
+            ("params train / infer", lambda r: f"{r['params']:,} / {r['inference_params']:,}"),
+            ("trainable", lambda r: f"{r['trainable_params']:,}"), ("MACs", lambda r: f"{r['macs']:,}"),
+            ("mults avoided (ternary)", lambda r: f"{r['multiplications_avoided']:,}"),
+            ("flash B", lambda r: f"{r['flash_bytes']:,}"), ("arena B", lambda r: f"{r['arena_bytes']:,}"),
+            ("TFLM invoke ms (host)", lambda r: f"{r['tflm_invoke_ms_host']:.2f}")]
+    if with_instr:
+        cols.append(("instr / invoke", lambda r: "–" if r["instructions_per_invoke"] is None
+                     else f"{r['instructions_per_invoke']:,}"))
+    cols += [("test acc float", lambda r: _pct(r["accuracy_float"])),
+             ("test acc TFLM int8", lambda r: _pct(r["accuracy_tflm_int8"])),
+             ("FSDD float [closed]", lambda r: _fsdd(r, "float")),
+             ("FSDD TFLM int8 [closed]", lambda r: _fsdd(r, "tflm_int8")),
+             ("epochs", lambda r: str(r["epochs"])), ("train s", lambda r: f"{r['train_seconds']:.0f}")]
+    lines = ["| " + " | ".join(c for c, _ in cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(fmt(r) for _, fmt in cols) + " |" for r in rows]
+    return "\n".join(lines)
