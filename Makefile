@@ -35,4 +35,4 @@ quickstart: export
 PYTEST = $(PYTHON) -m pytest -q -n auto --dist loadgroup
 test: install
 	TF_ENABLE_ONEDNN_OPTS=0 $(PYTEST) tests
-	$(PYTEST) tests/test_models.py tests/test_strided_depthwise.py tests/test_reparam.py
+	$(PYTEST) tests/models/test_registry.py tests/layers/test_strided_depthwise.py tests/export/test_reparam.py

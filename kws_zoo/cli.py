@@ -17,6 +17,7 @@ import sys
 from kws_zoo.core.errors import USER_ERRORS
 from kws_zoo.data.synthetic.defaults import DEFAULT_SPEAKERS, ENGINES, WORD_SET_NAMES, default_corpus_dir
 
+# The runtimes' own modules load TensorFlow, so the choices are spelled here; the library checks them again.
 RUNTIMES = ("tflm", "litert")
 STREAM_RUNTIMES = ("keras", "tflm")
 
@@ -50,11 +51,12 @@ def _cmd_make_data(args) -> None:
 
 def _cmd_train(args) -> None:
     from kws_zoo.recipe import load_recipe, with_epochs
+    from kws_zoo.rundir import default_run_dir
     from kws_zoo.train import check_data_paths, train
 
     recipe = with_epochs(load_recipe(args.recipe), args.epochs)
     check_data_paths(recipe, where=args.recipe)  # names the recipe file; train() checks again for library callers
-    run_dir = args.out or os.path.join("runs", recipe.name)
+    run_dir = args.out or default_run_dir(recipe.name)
     summary = train(recipe, run_dir, restart=args.restart, progress=not args.quiet)
     print(json.dumps(summary, indent=2) if args.json else
           f"trained {recipe.name}: best validation accuracy {summary['best_val_accuracy']:.2%} "
@@ -77,11 +79,13 @@ def _cmd_export(args) -> None:
 
 
 def _cmd_compare(args) -> None:
+    from kws_zoo.rundir import default_run_dir
     from kws_zoo.workflows.compare import compare, markdown_table
 
     # With --json, stdout carries only the JSON; training's own messages go to stderr with the progress.
     with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
-        rows = compare(args.recipes, args.out, epochs=args.epochs, callgrind=args.callgrind)
+        rows = compare(args.recipes, args.out or default_run_dir("compare"), epochs=args.epochs,
+                       callgrind=args.callgrind)
     print(json.dumps(rows, indent=2) if args.json else markdown_table(rows))
 
 
@@ -128,8 +132,9 @@ def _cmd_stream_export(args) -> None:
 
 def _cmd_long_audio(args) -> None:
     from kws_zoo.evaluate.long_audio import evaluate_run, format_rows
+    from kws_zoo.rundir import long_audio_dir
 
-    out = args.out or os.path.join(args.run_dir, "long_audio" + ("_tflm" if args.runtime == "tflm" else ""))
+    out = args.out or long_audio_dir(args.run_dir, args.runtime)
     report = evaluate_run(args.run_dir, out, minutes=args.minutes, seed=args.seed, runtime=args.runtime,
                           progress=not args.json, save_wav=args.save_wav)
     if args.json:
@@ -211,8 +216,8 @@ def _add_parsers(sub) -> None:
 
     p = sub.add_parser("compare", help="train (or resume) and export several recipes; table of cost and accuracy")
     p.add_argument("recipes", nargs="+", help="recipe files or built-in recipe names")
-    p.add_argument("--out", default=os.path.join("runs", "compare"),
-                   help="runs go to OUT/<recipe>_e<epochs>; compare.md/.json/.png to OUT")
+    p.add_argument("--out", help="runs go to OUT/<recipe>_e<epochs>; compare.md/.json/.png to OUT "
+                                 "(default runs/compare)")
     p.add_argument("--epochs", type=int, help="same epoch budget for every recipe (overrides each recipe's)")
     p.add_argument("--callgrind", action="store_true", help="also count instructions per invoke (slow)")
     p.add_argument("--json", action="store_true", help="print the rows as JSON instead of the Markdown table")

@@ -8,13 +8,13 @@ import dataclasses
 import json
 import os
 
-from kws_zoo.core.errors import ConfigError
 from kws_zoo.core.config import from_dict
+from kws_zoo.core.errors import ConfigError, ModelError, RecipeError
+from kws_zoo.core.files import atomic_write_text
 from kws_zoo.data.augment import AugmentConfig
 from kws_zoo.data.base import DataConfig
 from kws_zoo.data.frontends import FrontendConfig
-from kws_zoo.models import model_config
-from kws_zoo.core.errors import RecipeError
+from kws_zoo.models import get_entry, model_config
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,11 +29,11 @@ class Schedule:
 
     def __post_init__(self):
         if self.epochs < 1 or self.batch_size < 1:
-            raise ValueError(f"epochs and batch_size must be >= 1, got {self.epochs} and {self.batch_size}")
+            raise ConfigError(f"epochs and batch_size must be >= 1, got {self.epochs} and {self.batch_size}")
         if not self.learning_rate > 0 or self.final_learning_rate < 0 or self.weight_decay < 0:
-            raise ValueError("learning_rate must be > 0, final_learning_rate and weight_decay >= 0")
+            raise ConfigError("learning_rate must be > 0, final_learning_rate and weight_decay >= 0")
         if self.warmup_epochs < 0 or not 0 <= self.label_smoothing < 1:
-            raise ValueError(f"need warmup_epochs >= 0 and 0 <= label_smoothing < 1, got {self.warmup_epochs} "
+            raise ConfigError(f"need warmup_epochs >= 0 and 0 <= label_smoothing < 1, got {self.warmup_epochs} "
                              f"and {self.label_smoothing}")
 
 
@@ -53,9 +53,9 @@ class Recipe:
 
     def __post_init__(self):
         if not self.name or not self.model:
-            raise ValueError("name and model must be non-empty")
+            raise ConfigError("name and model must be non-empty")
         if self.clip_ms <= 0:
-            raise ValueError(f"clip_ms must be > 0, got {self.clip_ms}")
+            raise ConfigError(f"clip_ms must be > 0, got {self.clip_ms}")
 
     @property
     def clip_samples(self) -> int:
@@ -76,10 +76,12 @@ def recipe_from_dict(values: dict, where: str = "recipe") -> Recipe:
     except ConfigError as err:
         raise RecipeError(f"{where}: {err}") from None
     try:
+        get_entry(recipe.model)
+    except ModelError as err:
+        raise RecipeError(f"{where}: model: {err}") from None
+    try:
         model_config(recipe.model, **recipe.model_overrides)
-    except KeyError as err:
-        raise RecipeError(f"{where}: model: {err.args[0]}") from None
-    except (TypeError, ValueError) as err:
+    except (TypeError, ValueError) as err:  # unknown fields (ModelError), or values the family's config refuses
         raise RecipeError(f"{where}: model_overrides: {err}") from None
     return recipe
 
@@ -101,8 +103,6 @@ def load_recipe(path) -> Recipe:
 
 
 def save_recipe(recipe: Recipe, path) -> None:
-    from kws_zoo.core.files import atomic_write_text
-
     atomic_write_text(path, json.dumps(recipe.to_dict(), indent=2) + "\n")
 
 

@@ -2,10 +2,13 @@
 record for the `kws_zoo.json` that sits beside every model form (labels, frontend, clip, streaming geometry).
 
     RUN_DIR/            recipe.json  kws_zoo.json  labels.txt  model.keras  checkpoint.json  train_summary.json
+                        best.weights.h5  ckpt-epochNNNN/  tensorboard/
       export/           kws_zoo.json  recipe.json  model_int8.tflite  model_float.tflite  model_inference.keras
                         model_card.json/.md  report_tflm_int8.json  confusion_tflm_int8.png  <name>_model.cc/.h
+                        confusion_<extra eval kind>_tflm_int8.png
       stream/           kws_zoo.json  model_window_int8.tflite  model_stream_{external,internal}_int8.tflite
-                        stream_card.json
+                        stream_card.json  drift.json  drift.png
+      long_audio[_tflm]/ report.json  det.png  (stream.wav  events.json)
 
 Only this module, train, evaluate and workflows know these paths.
 """
@@ -19,12 +22,16 @@ from kws_zoo.core.errors import ModelLoadError
 from kws_zoo.core.files import atomic_write_json
 from kws_zoo.data.frontends import FrontendConfig
 
+RUNS_ROOT = "runs"  # run directories default to runs/<recipe name>
+
 METADATA = "kws_zoo.json"
 RECIPE = "recipe.json"
 LABELS = "labels.txt"
 MODEL = "model.keras"
 CHECKPOINT_STATE = "checkpoint.json"
 TRAIN_SUMMARY = "train_summary.json"
+BEST_WEIGHTS = "best.weights.h5"  # the best epoch so far by validation accuracy; model.keras gets these
+TENSORBOARD_DIR = "tensorboard"
 
 EXPORT_DIR = "export"
 INFERENCE_MODEL = "model_inference.keras"
@@ -39,6 +46,43 @@ STREAM_DIR = "stream"
 STREAM_WINDOW = "model_window_int8.tflite"  # the whole-window reference the streaming forms are checked against
 STREAM_CARD = "stream_card.json"
 STREAM_FORMS = ("external", "internal")
+DRIFT_REPORT, DRIFT_PLOT = "drift.json", "drift.png"  # in STREAM_DIR
+
+LONG_AUDIO_REPORT, DET_PLOT = "report.json", "det.png"
+LONG_AUDIO_WAV, LONG_AUDIO_EVENTS = "stream.wav", "events.json"  # the test stream and its ground truth, on request
+
+
+def default_run_dir(recipe_name: str) -> str:
+    return os.path.join(RUNS_ROOT, recipe_name)
+
+
+def long_audio_dir(run_dir: str | os.PathLike, runtime: str) -> str:
+    """Where `kws-zoo long-audio` writes by default: one folder per runtime, so both reports can sit side by side."""
+    return os.path.join(run_dir, "long_audio" + ("_tflm" if runtime == "tflm" else ""))
+
+
+def checkpoint_folder(epoch: int) -> str:
+    """Folder of the checkpoint written after `epoch` (from 0); checkpoint.json names the current one."""
+    return f"ckpt-epoch{epoch:04d}"
+
+
+def read_checkpoint_state(run_dir: str | os.PathLike) -> dict | None:
+    """The run's checkpoint.json (epoch, best so far, history, current checkpoint folder); None before epoch 1."""
+    path = os.path.join(run_dir, CHECKPOINT_STATE)
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+def extra_confusion_file(kind: str) -> str:
+    """Confusion matrix PNG of TFLM int8 on an extra evaluation set of this data kind (e.g. 'fsdd')."""
+    return f"confusion_{kind}_tflm_int8.png"
+
+
+def c_array_name(run_name: str) -> str:
+    """C identifier of the model array in the export folder, and the stem of its .cc/.h and op resolver."""
+    return "".join(ch if ch.isalnum() else "_" for ch in run_name) + "_model"
 
 
 def stream_model_file(form: str) -> str:
@@ -84,14 +128,22 @@ class ModelInfo:
         return self.frontend.sample_rate * self.clip_ms // 1000
 
 
-def info_path(path: str | os.PathLike) -> str:
-    """The kws_zoo.json that describes `path`: in the folder itself (a run, export or stream folder, or the one
-    holding a model file), else one level up (a model saved in a sub-folder of a run). Raises ModelLoadError."""
+def find_beside(path: str | os.PathLike, name: str) -> str | None:
+    """The file `name` that goes with `path`: in the folder itself (a run, export or stream folder, or the one
+    holding a model file), else one level up (a model saved in a sub-folder of a run); None if neither has it."""
     path = os.fspath(path)
     folder = path if os.path.isdir(path) else os.path.dirname(os.path.abspath(path))
-    for candidate in (os.path.join(folder, METADATA), os.path.join(os.path.dirname(folder), METADATA)):
+    for candidate in (os.path.join(folder, name), os.path.join(os.path.dirname(folder), name)):
         if os.path.isfile(candidate):
             return candidate
+    return None
+
+
+def info_path(path: str | os.PathLike) -> str:
+    """The kws_zoo.json that describes `path` (see find_beside). Raises ModelLoadError."""
+    found = find_beside(path, METADATA)
+    if found:
+        return found
     raise ModelLoadError(f"{path}: no {METADATA} beside the model (labels and frontend are unknown); "
                          "use a run or export directory written by kws-zoo")
 

@@ -14,18 +14,18 @@ import shutil
 import time
 
 import numpy as np
+from tqdm.auto import tqdm
 
+from kws_zoo import rundir
 from kws_zoo.core.compat import keras, tf
+from kws_zoo.core.errors import DataError, RecipeError, RunDirError
+from kws_zoo.core.files import atomic_save_keras, atomic_write_json, atomic_write_text
 from kws_zoo.data import load_dataset
 from kws_zoo.data.pipeline import drop_bad, features_for, load_background, load_waveforms, make_dataset
-from kws_zoo.rundir import ModelInfo, write_info
-from kws_zoo.core.files import atomic_write_json, atomic_write_text
 from kws_zoo.models import create_model
 from kws_zoo.recipe import Recipe, load_recipe, save_recipe
-from kws_zoo.core.errors import RecipeError
-from kws_zoo.rundir import CHECKPOINT_STATE
-from kws_zoo.core.errors import RunDirError
-from kws_zoo.core.files import atomic_save_keras
+from kws_zoo.rundir import ModelInfo, write_info
+
 
 @dataclasses.dataclass
 class PreparedData:
@@ -102,14 +102,10 @@ class Checkpointer:
         self.ckpt = tf.train.Checkpoint(model=model, optimizer=optimizer)
 
     def state(self) -> dict | None:
-        path = os.path.join(self.run_dir, CHECKPOINT_STATE)
-        if not os.path.exists(path):
-            return None
-        with open(path) as f:
-            return json.load(f)
+        return rundir.read_checkpoint_state(self.run_dir)
 
     def save(self, state: dict) -> None:
-        name = f"ckpt-epoch{state['epoch']:04d}"
+        name = rundir.checkpoint_folder(state["epoch"])
         final = os.path.join(self.run_dir, name)
         tmp = final + ".partial"
         shutil.rmtree(tmp, ignore_errors=True)
@@ -117,7 +113,7 @@ class Checkpointer:
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
         previous = self.state()
-        atomic_write_json(os.path.join(self.run_dir, CHECKPOINT_STATE), dict(state, path=name))
+        atomic_write_json(os.path.join(self.run_dir, rundir.CHECKPOINT_STATE), dict(state, path=name))
         if previous and previous["path"] != name:
             shutil.rmtree(os.path.join(self.run_dir, previous["path"]), ignore_errors=True)
 
@@ -125,12 +121,18 @@ class Checkpointer:
         self.ckpt.read(os.path.join(self.run_dir, state["path"], "ckpt")).assert_existing_objects_matched()
 
 
+def holds_other_recipe(run_dir: str, recipe: Recipe) -> bool:
+    """True if run_dir's recipe.json is not `recipe` (compared as JSON); False if it has none yet."""
+    saved = os.path.join(run_dir, rundir.RECIPE)
+    if not os.path.exists(saved):
+        return False
+    with open(saved) as f:
+        return json.load(f) != json.loads(json.dumps(recipe.to_dict()))
+
+
 def _check_run_dir(run_dir: str, recipe: Recipe) -> None:
-    saved = os.path.join(run_dir, "recipe.json")
-    if os.path.exists(saved):
-        with open(saved) as f:
-            if json.load(f) != json.loads(json.dumps(recipe.to_dict())):
-                raise RunDirError(f"{run_dir}: holds a run of a different recipe; pass another --out or --restart")
+    if holds_other_recipe(run_dir, recipe):
+        raise RunDirError(f"{run_dir}: holds a run of a different recipe; pass another --out or --restart")
 
 
 def check_data_paths(recipe: Recipe, where: str = "") -> None:
@@ -159,14 +161,14 @@ def train(recipe: Recipe, run_dir: str, *, restart: bool = False, progress: bool
         shutil.rmtree(run_dir, ignore_errors=True)
     os.makedirs(run_dir, exist_ok=True)
     _check_run_dir(run_dir, recipe)
-    save_recipe(recipe, os.path.join(run_dir, "recipe.json"))
+    save_recipe(recipe, os.path.join(run_dir, rundir.RECIPE))
     tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(recipe.seed)
 
     data = data or prepare_data(recipe, progress)
     if "train" not in data.waveforms:
-        raise RunDirError(f"{recipe.name}: the training split is empty")
-    atomic_write_text(os.path.join(run_dir, "labels.txt"), "\n".join(data.labels) + "\n")
+        raise DataError(f"{recipe.name}: the training split is empty")
+    atomic_write_text(os.path.join(run_dir, rundir.LABELS), "\n".join(data.labels) + "\n")
     write_info(run_dir, ModelInfo(tuple(data.labels), recipe.frontend, recipe.clip_ms, recipe.model, recipe.name))
     stats = feature_stats(data.waveforms["train"], recipe, data.background)
     model = build_model(recipe, len(data.labels), stats)
@@ -184,10 +186,8 @@ def train(recipe: Recipe, run_dir: str, *, restart: bool = False, progress: bool
     if "validation" in data.waveforms:
         val = make_dataset(data.waveforms["validation"], data.targets["validation"], frontend_cfg=recipe.frontend,
                            batch_size=256, training=False, background=data.background, seed=recipe.seed)
-    writer = tf.summary.create_file_writer(os.path.join(run_dir, "tensorboard"))
-    best_path = os.path.join(run_dir, "best.weights.h5")
-
-    from tqdm.auto import tqdm
+    writer = tf.summary.create_file_writer(os.path.join(run_dir, rundir.TENSORBOARD_DIR))
+    best_path = os.path.join(run_dir, rundir.BEST_WEIGHTS)
 
     bar = tqdm(range(state["epoch"] + 1, recipe.schedule.epochs), desc=f"train {recipe.name}", unit="epoch",
                initial=state["epoch"] + 1, total=recipe.schedule.epochs, disable=not progress)
@@ -221,14 +221,14 @@ def train(recipe: Recipe, run_dir: str, *, restart: bool = False, progress: bool
 
     if os.path.exists(best_path):
         model.load_weights(best_path)
-    atomic_save_keras(model, os.path.join(run_dir, "model.keras"))
+    atomic_save_keras(model, os.path.join(run_dir, rundir.MODEL))
     summary = {"recipe": recipe.name, "epochs": recipe.schedule.epochs, "best_epoch": state["best_epoch"] + 1,
                "best_val_accuracy": state["best_val_accuracy"], "params": int(model.count_params()),
                "bad_files": [str(b) for b in data.bad_files]}
-    atomic_write_json(os.path.join(run_dir, "train_summary.json"), summary)
+    atomic_write_json(os.path.join(run_dir, rundir.TRAIN_SUMMARY), summary)
     return summary
 
 
 def train_recipe_file(path: str, out: str | None = None, **kwargs) -> dict:
     recipe = load_recipe(path)
-    return train(recipe, out or os.path.join("runs", recipe.name), **kwargs)
+    return train(recipe, out or rundir.default_run_dir(recipe.name), **kwargs)

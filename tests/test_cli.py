@@ -1,24 +1,20 @@
 """The kws-zoo command end to end on a tiny run: export, predict on every model form, evaluate, bad input."""
 import json
-import subprocess
-import sys
 
+import librosa
 import numpy as np
 import pytest
 import soundfile as sf
 
-from fixtures import TONE_WORDS, make_tone_corpus, tiny_recipe_dict, tone_clip
+from kws_zoo.cli import main
+from kws_zoo.device.runtime import TflmModel
+
+from helpers import TONE_WORDS, make_tone_corpus
+from helpers import run_cli as kws
+from helpers import tiny_recipe_dict, tone_clip
 
 # Its module-scoped fixtures train or render data: under pytest-xdist the module stays on one worker.
 pytestmark = pytest.mark.xdist_group("test_cli")
-
-
-def kws(*args, check=True):
-    proc = subprocess.run([sys.executable, "-c", "import sys; from kws_zoo.cli import main; main(sys.argv[1:])", *map(str, args)], capture_output=True, text=True,
-                          timeout=600)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"kws-zoo {' '.join(map(str, args))} failed:\n{proc.stderr}")
-    return proc
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +45,28 @@ def test_export_writes_a_verified_deployable_model(run):
     assert (export / "model_card.md").read_text().startswith("# Model card")
 
 
+def test_export_runs_the_test_set_through_tflm_once(run, tmp_path, monkeypatch, capsys):
+    """The card's TFLM accuracy and the per-class report come from one pass (the set is the slow part)."""
+    root, card = run
+    invokes = []
+    invoke = TflmModel._invoke
+
+    def counted(self, x):
+        invokes.append(len(x))
+        return invoke(self, x)
+
+    monkeypatch.setattr(TflmModel, "_invoke", counted)
+    main(["export", str(root / "run"), "--out", str(tmp_path / "export"), "--json"])
+    again = json.loads(capsys.readouterr().out)
+    assert len(invokes) == again["test_examples"] == card["test_examples"]
+    report = json.loads((tmp_path / "export" / "report_tflm_int8.json").read_text())
+    assert report["accuracy"] == again["accuracy"]["tflm_int8"] and report["examples"] == again["test_examples"]
+    timing = "tflm_invoke_ms_host"
+    assert {k: v for k, v in again.items() if k != timing} == {k: v for k, v in card.items() if k != timing}
+    for name in ("kws_zoo.json", "recipe.json"):  # copied beside the export unchanged
+        assert (tmp_path / "export" / name).read_text() == (root / "run" / name).read_text()
+
+
 def _wav(path, audio, rate, channels=1):
     data = np.stack([audio] * channels, axis=1) if channels > 1 else audio
     sf.write(path, data, rate, subtype="PCM_16")
@@ -59,8 +77,6 @@ def _wav(path, audio, rate, channels=1):
 def test_predict_any_rate_and_channels_on_every_model_form(run, model):
     root, _ = run
     rng = np.random.default_rng(7)
-    import librosa
-
     clip = tone_clip("charlie", rng)
     files = [_wav(root / f"c{rate}_{ch}.wav", librosa.resample(clip, orig_sr=16000, target_sr=rate), rate, ch)
              for rate, ch in ((8000, 1), (16000, 1), (44100, 1), (16000, 2))]

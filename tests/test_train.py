@@ -5,11 +5,11 @@ import os
 import numpy as np
 import pytest
 
-from fixtures import make_tone_corpus, tiny_recipe_dict
-from kws_zoo.core.errors import RecipeError
+from kws_zoo.core.errors import RecipeError, RunDirError
 from kws_zoo.recipe import load_recipe, recipe_from_dict
-from kws_zoo.core.errors import RunDirError
-from kws_zoo.train import prepare_data, train
+from kws_zoo.train import Checkpointer, build_model, feature_stats, make_optimizer, prepare_data, train
+
+from helpers import make_tone_corpus, tiny_recipe_dict
 
 # Its module-scoped fixtures train or render data: under pytest-xdist the module stays on one worker.
 pytestmark = pytest.mark.xdist_group("test_train")
@@ -40,8 +40,6 @@ def test_killed_and_resumed_run_equals_uninterrupted_run(corpus, tmp_path):
 
 
 def _last_weights(run_dir, recipe, data):
-    from kws_zoo.train import Checkpointer, build_model, feature_stats, make_optimizer
-
     model = build_model(recipe, len(data.labels), feature_stats(data.waveforms["train"], recipe, data.background))
     optimizer = make_optimizer(recipe, steps_per_epoch=1)
     optimizer.build(model.trainable_variables)

@@ -12,6 +12,7 @@ import dataclasses
 import types
 import typing
 from typing import Any
+
 from kws_zoo.core.errors import ConfigError
 
 

@@ -72,4 +72,8 @@ class EngineMissing(EngineError):
     """A TTS binary or voice is not installed; the message names the apt package."""
 
 
+class ToolMissing(KwsZooError, RuntimeError):
+    """A command-line tool kws_zoo runs (valgrind) is not installed; the message names it."""
+
+
 USER_ERRORS = (KwsZooError,)

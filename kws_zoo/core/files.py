@@ -1,18 +1,39 @@
-"""The one atomic writer: a killed process leaves the old file or the new one, never half of one."""
+"""The one atomic writer: a killed process leaves the old file or the new one, never half of one.
+
+Every writer goes through `atomic_path`: it writes a temporary file beside the target (the same file system, so
+os.replace is atomic) and moves it over the target only once the writing succeeded.
+"""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+from collections.abc import Iterator
+
+import soundfile as sf
+
+
+@contextlib.contextmanager
+def atomic_path(path, *, keep_suffix: bool = False) -> Iterator[str]:
+    """A temporary path beside `path` to write to; it replaces `path` when the block succeeds and is removed when
+    it fails. keep_suffix puts the extension last ('x.partial123.png'), for writers that pick the format by it."""
+    path = os.fspath(path)
+    root, ext = os.path.splitext(path)
+    tmp = f"{root}.partial{os.getpid()}{ext}" if keep_suffix else f"{path}.tmp{os.getpid()}"
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(tmp)
+        raise
 
 
 def atomic_write_bytes(path, data: bytes) -> None:
-    path = os.fspath(path)
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "wb") as f:
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
         f.write(data)
         f.flush()
         os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def atomic_write_text(path, text: str) -> None:
@@ -29,9 +50,13 @@ def _jsonable(value):
     raise TypeError(f"cannot write {type(value).__name__} as JSON")
 
 
+def atomic_write_wav(path, audio, sample_rate: int, subtype: str = "PCM_16") -> None:
+    """A WAV file of `audio` (float samples in [-1, 1]; 16-bit PCM by default)."""
+    with atomic_path(path) as tmp:
+        sf.write(tmp, audio, sample_rate, subtype=subtype, format="WAV")
+
+
 def atomic_save_keras(model, path) -> None:
-    """model.save to `path` (a .keras file) through a temporary file beside it."""
-    path = os.fspath(path)
-    tmp = path[: -len(".keras")] + f".partial{os.getpid()}.keras"
-    model.save(tmp)
-    os.replace(tmp, path)
+    """model.save to `path`, a .keras file (Keras picks the format by the suffix, so the temporary name keeps it)."""
+    with atomic_path(path, keep_suffix=True) as tmp:
+        model.save(tmp)

@@ -9,7 +9,9 @@ import os
 
 import numpy as np
 import soundfile as sf
+
 from kws_zoo.core.errors import AudioError
+from kws_zoo.core.files import atomic_write_wav
 
 SAMPLE_RATE = 16000
 _WAV_FORMATS = ("WAV", "WAVEX", "RF64")
@@ -48,17 +50,14 @@ def read_wav(path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
 
 
 def resample(audio: np.ndarray, orig_rate: int, target_rate: int) -> np.ndarray:
-    import librosa  # imported lazily: librosa pulls in numba, slow to import
+    import librosa  # heavy (numba, seconds to import) and needed only for other sample rates
 
     return librosa.resample(audio, orig_sr=orig_rate, target_sr=target_rate, res_type="soxr_hq").astype(np.float32)
 
 
 def write_wav(path, audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> None:
-    """Writes 16-bit PCM atomically (a killed writer never leaves a half file behind)."""
-    path = os.fspath(path)
-    tmp = f"{path}.tmp{os.getpid()}"
-    sf.write(tmp, np.clip(audio, -1.0, 1.0), sample_rate, subtype="PCM_16", format="WAV")
-    os.replace(tmp, path)
+    """Writes 16-bit PCM atomically (a killed writer never leaves a half file behind), clipped to [-1, 1]."""
+    atomic_write_wav(path, np.clip(audio, -1.0, 1.0), sample_rate)
 
 
 def fit_length(audio: np.ndarray, length: int) -> np.ndarray:

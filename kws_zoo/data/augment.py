@@ -11,9 +11,10 @@ import dataclasses
 import math
 from typing import Any
 
-from kws_zoo.data.audio import SAMPLE_RATE
 from kws_zoo.core.compat import tf
 from kws_zoo.core.config import from_dict, to_dict
+from kws_zoo.core.errors import ConfigError
+from kws_zoo.data.audio import SAMPLE_RATE
 
 fold_in = tf.random.experimental.stateless_fold_in
 
@@ -42,18 +43,18 @@ class AugmentConfig:
     def __post_init__(self):
         for name in ("background_prob", "speed_prob", "reverb_prob", "lowpass_prob"):
             if not 0 <= getattr(self, name) <= 1:
-                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+                raise ConfigError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             if isinstance(value, (tuple, list)):
                 value = tuple(float(v) for v in value)
                 object.__setattr__(self, f.name, value)
                 if len(value) != 2 or value[0] > value[1]:
-                    raise ValueError(f"{f.name} must be a (low, high) pair with low <= high, got {value}")
+                    raise ConfigError(f"{f.name} must be a (low, high) pair with low <= high, got {value}")
         if self.speed_range[0] <= 0 or self.reverb_rt60_s[0] <= 0 or self.lowpass_hz[0] <= 0:
-            raise ValueError("speed_range, reverb_rt60_s and lowpass_hz must be positive")
+            raise ConfigError("speed_range, reverb_rt60_s and lowpass_hz must be positive")
         if min(self.time_shift_ms, self.time_masks, self.time_mask_frames, self.freq_masks, self.freq_mask_bins) < 0:
-            raise ValueError("shift, mask counts and mask widths must be >= 0")
+            raise ConfigError("shift, mask counts and mask widths must be >= 0")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "AugmentConfig":

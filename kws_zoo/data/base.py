@@ -6,18 +6,18 @@ Readers only list files; nothing here opens audio (that is `pipeline.load_wavefo
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from kws_zoo.core.config import from_dict, to_dict
+from kws_zoo.core.errors import ConfigError, DataError
+from kws_zoo.data.splits import SPLITS, round_half_up
 from kws_zoo.data.synthetic.defaults import default_corpus_dir
 
 SILENCE = "_silence_"
 UNKNOWN = "_unknown_"
-SPLITS = ("train", "validation", "test")
 KINDS = ("gsc", "folder", "fsdd")
 PROTOCOLS = ("12", "35", "all")
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -67,7 +67,7 @@ class KwsData:
         index = {name: i for i, name in enumerate(labels)}
         missing = [n for n in self.labels if n not in index]
         if missing and UNKNOWN not in index:
-            raise ValueError(f"labels {missing} have no match in {labels} and there is no {UNKNOWN} class")
+            raise DataError(f"labels {missing} have no match in {labels} and there is no {UNKNOWN} class")
         new = [index.get(name, index.get(UNKNOWN)) for name in self.labels]
         splits = {s: [dataclasses.replace(e, label=new[e.label]) for e in ex] for s, ex in self.splits.items()}
         return KwsData(tuple(labels), splits, list(self.background))
@@ -91,26 +91,26 @@ class DataConfig:
     words: tuple[str, ...] | None = None  # keywords; overrides protocol: words + silence + unknown
     silence_pct: float = 10.0  # silence examples per split, as % of that split's keyword examples
     unknown_pct: float = 10.0  # unknown-word examples per split, as % of that split's keyword examples
-    validation_pct: float = 10  # hash split (folder, gsc without lists); fsdd: takes 5.. (see fsdd.py)
+    validation_pct: float = 10  # of the hash split (folder, gsc without lists); fsdd counts takes (see splits)
     testing_pct: float = 10
     seed: int = 0  # which unknown files are sampled
     skip_bad_files: bool = False  # for pipeline.load_waveforms: drop unreadable files instead of stopping
 
     def __post_init__(self):
         if self.kind not in KINDS:
-            raise ValueError(f"dataset kind {self.kind!r} is not one of {KINDS}")
+            raise ConfigError(f"dataset kind {self.kind!r} is not one of {KINDS}")
         if self.protocol not in PROTOCOLS:
-            raise ValueError(f"protocol {self.protocol!r} is not one of {PROTOCOLS}")
+            raise ConfigError(f"protocol {self.protocol!r} is not one of {PROTOCOLS}")
         for name in ("silence_pct", "unknown_pct", "validation_pct", "testing_pct"):
             if not 0 <= getattr(self, name) <= 100:
-                raise ValueError(f"{name} must be in [0, 100], got {getattr(self, name)}")
+                raise ConfigError(f"{name} must be in [0, 100], got {getattr(self, name)}")
         if self.validation_pct + self.testing_pct >= 100:
-            raise ValueError("validation_pct + testing_pct must leave something for training")
+            raise ConfigError("validation_pct + testing_pct must leave something for training")
         if self.words is not None:
             words = tuple(self.words)
             object.__setattr__(self, "words", words)
             if not words or len(set(words)) != len(words) or {SILENCE, UNKNOWN} & set(words):
-                raise ValueError(f"words must be distinct, non-empty and not {SILENCE}/{UNKNOWN}: {words}")
+                raise ConfigError(f"words must be distinct, non-empty and not {SILENCE}/{UNKNOWN}: {words}")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "DataConfig":
@@ -129,26 +129,7 @@ def default_path(kind: str) -> Path:
         return REPO_ROOT.parent / "shared" / "data" / "fsdd"
     if kind == "gsc":  # the built-in default: the synthetic corpus that `kws-zoo make-data` writes
         return default_corpus_dir()
-    raise ValueError(f"a {kind!r} dataset needs an explicit path")
-
-
-def speaker_of(filename: str) -> str:
-    """GSC convention: '<speaker>_nohash_<n>.wav'; other names are their own speaker."""
-    stem = Path(filename).stem
-    return stem.split("_nohash_")[0] if "_nohash_" in stem else stem
-
-
-def hash_pct(key: str) -> float:
-    """Stable position of `key` in [0, 100): the same file lands in the same split on every machine and
-    whenever files are added, unlike a shuffled split."""
-    return int(hashlib.sha1(key.encode("utf-8")).hexdigest()[:8], 16) % 10000 / 100.0
-
-
-def hash_split(key: str, validation_pct: float, testing_pct: float) -> str:
-    pct = hash_pct(key)
-    if pct < validation_pct:
-        return "validation"
-    return "test" if pct < validation_pct + testing_pct else "train"
+    raise ConfigError(f"a {kind!r} dataset needs an explicit path")
 
 
 def assemble(by_split: dict[str, dict[str, list[tuple[str, str]]]], words: tuple[str, ...],
@@ -174,10 +155,6 @@ def assemble(by_split: dict[str, dict[str, list[tuple[str, str]]]], words: tuple
         keep += [Example("", index[SILENCE], "")] * round_half_up(cfg.silence_pct * n_keywords / 100)
         splits[split] = keep
     return labels, splits
-
-
-def round_half_up(x: float) -> int:
-    return int(np.floor(x + 0.5))  # half up; Python's round() is half-to-even
 
 
 def plain(by_split: dict[str, dict[str, list[tuple[str, str]]]], words: tuple[str, ...]

@@ -11,9 +11,11 @@ import dataclasses
 import functools
 
 import numpy as np
+import pymicro_features
 
-from kws_zoo.data.audio import SAMPLE_RATE
 from kws_zoo.core.compat import tf
+from kws_zoo.core.errors import ConfigError, StreamingError
+from kws_zoo.data.audio import SAMPLE_RATE
 
 KINDS = ("log_mel", "mfcc", "micro", "raw")
 # The TFLM micro frontend is compiled with fixed settings; its config is recorded, not chosen.
@@ -36,19 +38,19 @@ class FrontendConfig:
 
     def __post_init__(self):
         if self.kind not in KINDS:
-            raise ValueError(f"frontend kind {self.kind!r} is not one of {KINDS}")
+            raise ConfigError(f"frontend kind {self.kind!r} is not one of {KINDS}")
         if min(self.sample_rate, self.window_ms, self.hop_ms, self.num_mels, self.num_mfcc, self.log_floor) <= 0:
-            raise ValueError("sample_rate, window_ms, hop_ms, num_mels, num_mfcc and log_floor must be > 0, got "
+            raise ConfigError("sample_rate, window_ms, hop_ms, num_mels, num_mfcc and log_floor must be > 0, got "
                              f"{self.sample_rate}, {self.window_ms}, {self.hop_ms}, {self.num_mels}, "
                              f"{self.num_mfcc}, {self.log_floor}")
         if self.kind == "micro":
             for key, value in MICRO_SETTINGS.items():
                 if getattr(self, key) != value:
-                    raise ValueError(f"the micro frontend is fixed at {key}={value}; got {getattr(self, key)}")
+                    raise ConfigError(f"the micro frontend is fixed at {key}={value}; got {getattr(self, key)}")
         if not 0 <= self.fmin < self.fmax <= self.sample_rate / 2:
-            raise ValueError(f"need 0 <= fmin < fmax <= sample_rate/2, got fmin={self.fmin} fmax={self.fmax}")
+            raise ConfigError(f"need 0 <= fmin < fmax <= sample_rate/2, got fmin={self.fmin} fmax={self.fmax}")
         if self.kind == "mfcc" and not 0 < self.num_mfcc <= self.num_mels:
-            raise ValueError(f"num_mfcc must be in 1..num_mels, got {self.num_mfcc}")
+            raise ConfigError(f"num_mfcc must be in 1..num_mels, got {self.num_mfcc}")
 
     @classmethod
     def micro(cls) -> "FrontendConfig":
@@ -81,7 +83,7 @@ class FrontendConfig:
 @functools.lru_cache(maxsize=8)
 def mel_matrix(cfg: FrontendConfig) -> np.ndarray:
     """[fft_bins, num_mels] HTK-scale triangles without area normalisation (librosa's, transposed)."""
-    import librosa
+    import librosa  # heavy (numba, seconds to import) and needed only by the log_mel and mfcc frontends
 
     return librosa.filters.mel(sr=cfg.sample_rate, n_fft=cfg.fft_length, n_mels=cfg.num_mels, fmin=cfg.fmin,
                                fmax=cfg.fmax, htk=True, norm=None).T.astype(np.float32)
@@ -121,17 +123,7 @@ def micro_features(audio: np.ndarray) -> np.ndarray:
     The frontend is stateful (noise reduction, PCAN gain control adapt over time), so a clip is
     processed from a fresh state, 10 ms at a time, exactly as a device would from power-on.
     """
-    import pymicro_features
-
-    frontend = pymicro_features.MicroFrontend()
-    pcm = (np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes()
-    frames, pos, step = [], 0, 2 * 160  # the C frontend takes at most 160 samples per call
-    while pos + step <= len(pcm):
-        out = frontend.process_samples(pcm[pos:pos + step])
-        pos += 2 * out.samples_read
-        if out.features:
-            frames.append(out.features)
-    return np.asarray(frames, dtype=np.float32).reshape(-1, MICRO_SETTINGS["num_mels"])
+    return MicroFrontendStream().process(audio)
 
 
 class MicroFrontendStream:
@@ -140,13 +132,10 @@ class MicroFrontendStream:
     gives exactly micro_features(clip): train on kind 'micro' (FrontendConfig.micro()) and deploy this."""
 
     def __init__(self):
-        import pymicro_features
-
-        self._make = pymicro_features.MicroFrontend
         self.reset()
 
     def reset(self) -> None:
-        self._frontend = self._make()
+        self._frontend = pymicro_features.MicroFrontend()
         self._pending = b""
 
     def process(self, audio: np.ndarray) -> np.ndarray:
@@ -177,5 +166,5 @@ def stream_features(audio: np.ndarray, frontend) -> np.ndarray:
     if frontend.kind == "micro":
         return MicroFrontendStream().process(audio)
     if frontend.kind == "raw":
-        raise ValueError("raw-waveform models have no feature frames to stream")
+        raise StreamingError("raw-waveform models have no feature frames to stream")
     return np.asarray(make_frontend(frontend)(np.asarray(audio, np.float32)[None]))[0]

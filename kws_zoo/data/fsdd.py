@@ -2,7 +2,8 @@
 
 Labels are the digit words 'zero'..'nine' (label i is digit i), so a model trained on synthetic spoken
 digits can be scored on FSDD by label name (see KwsData.relabel).
-Splits are by take, following the dataset's own convention, so every speaker is in every split:
+Splits are by take, following the dataset's own convention (kws_zoo.data.splits.fsdd_split), so every speaker is
+in every split:
   test       = takes 0-4 (fixed; cfg.testing_pct is ignored)
   validation = the next round(validation_pct / 2) takes (0.5 % per take of 50: the default 10 % gives
                takes 5-9; validation_pct=0 gives no validation split)
@@ -13,11 +14,11 @@ from __future__ import annotations
 import os
 import re
 
-from kws_zoo.data.base import DataConfig, Example, KwsData, round_half_up
+from kws_zoo.core.errors import DataError
+from kws_zoo.data.base import DataConfig, Example, KwsData
+from kws_zoo.data.splits import SPLITS, fsdd_split
 
 DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
-TEST_TAKES = 5
-TAKES_PER_DIGIT = 50
 _NAME = re.compile(r"^(\d)_([A-Za-z]+)_(\d+)\.wav$")
 
 
@@ -25,18 +26,15 @@ def load_fsdd(cfg: DataConfig) -> KwsData:
     root = cfg.resolved_path()
     rec = root / "recordings" if (root / "recordings").is_dir() else root
     if not rec.is_dir():
-        raise FileNotFoundError(f"{root}: FSDD not found (expected recordings/*.wav; set the dataset path)")
+        raise DataError(f"{root}: FSDD not found (expected recordings/*.wav; set the dataset path)")
     names = sorted(n for n in os.listdir(rec) if n.lower().endswith(".wav"))
     if not names:
-        raise ValueError(f"{rec}: no .wav files")
+        raise DataError(f"{rec}: no .wav files")
     odd = [n for n in names if not _NAME.match(n)]
     if odd:
-        raise ValueError(f"{rec}: file names not of the form digit_speaker_take.wav: {odd[:10]}")
-    last_val = TEST_TAKES + round_half_up(cfg.validation_pct * TAKES_PER_DIGIT / 100)
-    splits: dict[str, list[Example]] = {"train": [], "validation": [], "test": []}
+        raise DataError(f"{rec}: file names not of the form digit_speaker_take.wav: {odd[:10]}")
+    splits: dict[str, list[Example]] = {split: [] for split in SPLITS}
     for name in names:
         digit, speaker, take = _NAME.match(name).groups()
-        take = int(take)
-        split = "test" if take < TEST_TAKES else "validation" if take < last_val else "train"
-        splits[split].append(Example(str(rec / name), int(digit), speaker))
+        splits[fsdd_split(int(take), cfg.validation_pct)].append(Example(str(rec / name), int(digit), speaker))
     return KwsData(DIGIT_WORDS, splits, [])

@@ -18,14 +18,14 @@ from typing import Sequence
 import numpy as np
 from tqdm import tqdm
 
+from kws_zoo.core.compat import tf
+from kws_zoo.core.errors import AudioError, BadFilesError
+from kws_zoo.core.files import atomic_path, atomic_write_text
 from kws_zoo.data import audio
 from kws_zoo.data.audio import SAMPLE_RATE
-from kws_zoo.core.errors import AudioError
-from kws_zoo.core.compat import tf
 from kws_zoo.data.augment import AugmentConfig, augment_waveform, fill_silence, fold_in, spec_augment
 from kws_zoo.data.base import Example
 from kws_zoo.data.frontends import FrontendConfig, make_frontend
-from kws_zoo.core.errors import BadFilesError
 
 _CACHE_VERSION = 1
 
@@ -98,14 +98,11 @@ def _cache_paths(examples, clip_samples, sample_rate, cache_dir) -> tuple[Path, 
 
 
 def _save(cache: tuple[Path, Path], waves: np.ndarray, bad: list[AudioError]) -> None:
-    """Atomic (tmp + rename); the .bad.json is written last and a cache counts only if both exist."""
+    """Each file atomically; the .bad.json is written last and a cache counts only if both exist."""
     cache[0].parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache[0].with_suffix(f".tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
+    with atomic_path(cache[0]) as tmp, open(tmp, "wb") as f:  # streamed: the array may not fit in memory twice
         np.save(f, waves)
-    os.replace(tmp, cache[0])
-    tmp.write_text(json.dumps([[e.path, e.problem] for e in bad]))
-    os.replace(tmp, cache[1])
+    atomic_write_text(cache[1], json.dumps([[e.path, e.problem] for e in bad]))
 
 
 def load_background(paths: Sequence[str], clip_samples: int = 16000, *, skip_bad: bool = False,

@@ -10,14 +10,17 @@ import re
 import subprocess
 import tempfile
 
+from kws_zoo.core.errors import ConfigError, DeviceError
+from kws_zoo.core.files import atomic_write_text
+
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _BYTES_PER_LINE = 12
 
 
 def check_identifier(name: str) -> str:
-    """`name` if it is a valid C identifier, else ValueError (it becomes a symbol and a filename)."""
+    """`name` if it is a valid C identifier, else ConfigError (it becomes a symbol and a filename)."""
     if not _IDENT.fullmatch(name or ""):
-        raise ValueError(f"{name!r} is not a valid C identifier")
+        raise ConfigError(f"{name!r} is not a valid C identifier")
     return name
 
 
@@ -37,7 +40,7 @@ def write_c_array(model_bytes: bytes, out_dir: str | os.PathLike, name: str,
     check_identifier(name)
     data = bytes(model_bytes)
     if not data:
-        raise ValueError("empty model")
+        raise DeviceError("empty model")
     os.makedirs(out_dir, exist_ok=True)
     cc_path = os.path.join(os.fspath(out_dir), f"{name}.cc")
     h_path = os.path.join(os.fspath(out_dir), f"{name}.h")
@@ -52,9 +55,8 @@ def write_c_array(model_bytes: bytes, out_dir: str | os.PathLike, name: str,
               f'#include "{name}.h"\n\n'
               f"alignas(16) const unsigned char {name}[] = {{\n{_hex_lines(data)}\n}};\n"
               f"const unsigned int {name}_len = {len(data)};\n")
-    for path, text in ((h_path, header), (cc_path, source)):
-        with open(path, "w") as f:
-            f.write(text)
+    atomic_write_text(h_path, header)
+    atomic_write_text(cc_path, source)
     return cc_path, h_path
 
 

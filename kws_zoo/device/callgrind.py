@@ -15,6 +15,9 @@ import subprocess
 import sys
 import tempfile
 
+from kws_zoo.core.errors import ConfigError, ToolMissing
+from kws_zoo.core.files import atomic_write_bytes, atomic_write_text
+
 # Runs under valgrind: imports only numpy and the TFLM extension (no TensorFlow) to keep the
 # un-collected start-up short.
 _SCRIPT = """
@@ -43,17 +46,15 @@ def instructions_per_invoke(model_bytes: bytes, invokes: int = 5, arena_size: in
     seeded random inputs. arena_size=None uses 4x the model size plus 64 KB (the count does
     not depend on the arena size, it only has to be large enough)."""
     if shutil.which("valgrind") is None:
-        raise RuntimeError("valgrind not found on PATH")
+        raise ToolMissing("valgrind not found on PATH: install it with `apt-get install valgrind`")
     if invokes < 1:
-        raise ValueError("invokes must be >= 1")
+        raise ConfigError("invokes must be >= 1")
     arena = arena_size or 4 * len(model_bytes) + 64 * 1024
     with tempfile.TemporaryDirectory() as tmp:
         model_path, script_path = os.path.join(tmp, "m.tflite"), os.path.join(tmp, "run.py")
         out_path = os.path.join(tmp, "callgrind.out")
-        with open(model_path, "wb") as f:
-            f.write(model_bytes)
-        with open(script_path, "w") as f:
-            f.write(_SCRIPT)
+        atomic_write_bytes(model_path, model_bytes)
+        atomic_write_text(script_path, _SCRIPT)
         cmd = ["valgrind", "--tool=callgrind", "--collect-atstart=no",
                "--toggle-collect=*MicroInterpreter::Invoke*", f"--callgrind-out-file={out_path}",
                sys.executable, script_path, model_path, str(invokes), str(arena)]

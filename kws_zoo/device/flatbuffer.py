@@ -11,6 +11,8 @@ from typing import Any
 import numpy as np
 from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as fb
 
+from kws_zoo.core.errors import DeviceError
+
 _OP_NAMES = {v: k for k, v in vars(fb.BuiltinOperator).items() if not k.startswith("_")}
 _TENSOR_BYTES = {fb.TensorType.INT8: 1, fb.TensorType.INT16: 2, fb.TensorType.INT32: 4, fb.TensorType.FLOAT32: 4}
 
@@ -19,7 +21,7 @@ def read_tflite(model_bytes: bytes) -> Any:
     """The flatbuffer root (`schema_py_generated.Model`, read-only accessors, no copy)."""
     buf = model_bytes if isinstance(model_bytes, (bytes, bytearray)) else bytes(model_bytes)
     if len(buf) < 8 or buf[4:8] != b"TFL3":
-        raise ValueError("not a TFLite flatbuffer (missing 'TFL3' identifier)")
+        raise DeviceError("not a TFLite flatbuffer (missing 'TFL3' identifier)")
     return fb.Model.GetRootAs(buf, 0)
 
 
@@ -80,7 +82,7 @@ def signature_io(model_bytes: bytes) -> tuple[dict[str, int], dict[str, int]]:
     model = read_tflite(model_bytes)
     sub = model.Subgraphs(0)
     if model.SignatureDefsLength() != 1:
-        raise ValueError(f"expected one signature, found {model.SignatureDefsLength()}")
+        raise DeviceError(f"expected one signature, found {model.SignatureDefsLength()}")
     sig = model.SignatureDefs(0)
     in_pos = {sub.Inputs(i): i for i in range(sub.InputsLength())}
     out_pos = {sub.Outputs(i): i for i in range(sub.OutputsLength())}
@@ -93,15 +95,15 @@ def signature_io(model_bytes: bytes) -> tuple[dict[str, int], dict[str, int]]:
 def _tensor_qparams(sub, tensor_index: int, what: str) -> tuple[float, int]:
     q = sub.Tensors(tensor_index).Quantization()
     if q is None or q.ScaleLength() == 0:
-        raise ValueError(f"model {what} is not quantized (float model?)")
+        raise DeviceError(f"model {what} is not quantized (float model?)")
     if q.ScaleLength() != 1:
-        raise ValueError(f"model {what} is per-channel quantized; expected one scale")
+        raise DeviceError(f"model {what} is per-channel quantized; expected one scale")
     return float(q.Scale(0)), int(q.ZeroPoint(0))
 
 
 def quant_params(model_bytes: bytes) -> tuple[float, int, float, int]:
     """(input_scale, input_zero_point, output_scale, output_zero_point) of the first input/output;
-    real = scale * (q - zero_point). Raises ValueError for float input/output."""
+    real = scale * (q - zero_point). Raises DeviceError for float input/output."""
     sub = read_tflite(model_bytes).Subgraphs(0)
     in_scale, in_zp = _tensor_qparams(sub, sub.Inputs(0), "input")
     out_scale, out_zp = _tensor_qparams(sub, sub.Outputs(0), "output")

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import os
 
-from kws_zoo.device.flatbuffer import tflite_ops
+from kws_zoo.core.errors import DeviceError
+from kws_zoo.core.files import atomic_write_text
 from kws_zoo.device.c_array import check_identifier
+from kws_zoo.device.flatbuffer import tflite_ops
 
 # TFLM method names that are not the plain CamelCase of the TFLite builtin name.
 _METHOD_EXCEPTIONS = {
@@ -37,11 +39,11 @@ TANH TRANSPOSE TRANSPOSE_CONV UNIDIRECTIONAL_SEQUENCE_LSTM UNPACK VAR_HANDLE WHI
 
 
 def tflm_method(op: str) -> str:
-    """'DEPTHWISE_CONV_2D' -> 'AddDepthwiseConv2D'; ValueError for ops TFLM cannot register."""
+    """'DEPTHWISE_CONV_2D' -> 'AddDepthwiseConv2D'; DeviceError for ops TFLM cannot register."""
     if op.startswith("CUSTOM:"):
-        raise ValueError(f"custom op {op[7:]!r} needs a hand-written AddCustom() registration")
+        raise DeviceError(f"custom op {op[7:]!r} needs a hand-written AddCustom() registration")
     if op not in TFLM_BUILTINS:
-        raise ValueError(f"op {op} has no TFLite Micro kernel")
+        raise DeviceError(f"op {op} has no TFLite Micro kernel")
     if op in _METHOD_EXCEPTIONS:
         return _METHOD_EXCEPTIONS[op]
     # Capitalize words, but keep tokens that start with a digit ("2D") as they are.
@@ -53,7 +55,7 @@ def op_resolver_source(ops: list[str], name: str) -> str:
     check_identifier(name)
     methods = [tflm_method(op) for op in sorted(set(ops))]
     if not methods:
-        raise ValueError("model has no ops")
+        raise DeviceError("model has no ops")
     guard = f"{name.upper()}_OP_RESOLVER_H_"
     calls = "".join(f"  if ((status = resolver.{m}()) != kTfLiteOk) return status;\n"
                     for m in methods)
@@ -75,6 +77,5 @@ def write_op_resolver(model_bytes: bytes, out_dir: str | os.PathLike, name: str)
     text = op_resolver_source(tflite_ops(model_bytes), name)
     os.makedirs(out_dir, exist_ok=True)
     path = os.path.join(os.fspath(out_dir), f"{name}_op_resolver.h")
-    with open(path, "w") as f:
-        f.write(text)
+    atomic_write_text(path, text)
     return path

@@ -18,8 +18,8 @@ from collections.abc import Iterator
 import numpy as np
 from tqdm import tqdm
 
-from kws_zoo.device.quant import dequantize, quantize
-from kws_zoo.device.quant import detail_quant
+from kws_zoo.core.errors import ConfigError, DeviceError
+from kws_zoo.device.quant import dequantize, detail_quant, quantize
 
 _ARENA_TOTAL = re.compile(r"Arena allocation total (\d+) bytes")
 # Every way TFLM reports a too-small arena (the memory planner's buffer list lives in the arena too).
@@ -27,8 +27,8 @@ _OUT_OF_ARENA = re.compile(r"Requested: \d+, available \d+, missing: \d+|Too man
 # The first probe is generous on purpose: with too small an arena some TFLM kernels (conv Prepare)
 # dereference a failed scratch-buffer request and segfault instead of reporting "missing" bytes.
 # The measured size is what gets used and reported afterwards, so a big probe costs nothing.
-_MIN_AUTO_ARENA = 8 * 1024 * 1024
-_MAX_AUTO_ARENA = 256 * 1024 * 1024
+MIN_AUTO_ARENA = 8 * 1024 * 1024
+MAX_AUTO_ARENA = 256 * 1024 * 1024
 
 
 @contextlib.contextmanager
@@ -113,8 +113,8 @@ class TflmModel(_Runner):
     """The TFLM Python interpreter: the firmware's C++ interpreter with reference kernels
     (firmware linking optimized kernels such as CMSIS-NN may differ in arena and rounding).
 
-    arena_size=None searches 16 KB, 32 KB, ... until allocation succeeds, measures what was
-    really used, then rebuilds the interpreter with exactly that many bytes, so every later
+    arena_size=None tries MIN_AUTO_ARENA bytes, doubling up to MAX_AUTO_ARENA until allocation succeeds,
+    measures what was really used, then rebuilds the interpreter with exactly that many bytes, so every later
     invoke proves the number is sufficient. Attributes: arena_size (bytes given to TFLM),
     arena_bytes (bytes used, from TFLM's RecordingMicroAllocator), invoke_time_ms.
     """
@@ -126,7 +126,7 @@ class TflmModel(_Runner):
             used = self._measure(interp)
             try:
                 interp, size = self._build(used), used
-            except RuntimeError:  # has not happened so far; keep the working (larger) arena
+            except DeviceError:  # has not happened so far; keep the working (larger) arena
                 pass
         else:
             interp, size = self._build(arena_size), arena_size
@@ -146,17 +146,17 @@ class TflmModel(_Runner):
                 return runtime.Interpreter.from_bytes(self._model, arena_size=arena_size)
             except RuntimeError as err:
                 failure = err
-        raise RuntimeError(f"TFLM interpreter creation failed (arena {arena_size} bytes): "
-                           f"{failure}\n{log[0].strip()}") from failure
+        raise DeviceError(f"TFLM interpreter creation failed (arena {arena_size} bytes): "
+                          f"{failure}\n{log[0].strip()}") from failure
 
     def _auto_arena(self):
-        size = _MIN_AUTO_ARENA
+        size = MIN_AUTO_ARENA
         while True:
             try:
                 return self._build(size), size
-            except RuntimeError as err:
+            except DeviceError as err:
                 # Only a too-small arena is worth retrying; unsupported ops etc. fail for good.
-                if not _OUT_OF_ARENA.search(str(err)) or size >= _MAX_AUTO_ARENA:
+                if not _OUT_OF_ARENA.search(str(err)) or size >= MAX_AUTO_ARENA:
                     raise
                 size *= 2
 
@@ -184,11 +184,11 @@ class LiteRtModel(_Runner):
     FULLY_CONNECTED may still differ by 1 LSB on rounding ties."""
 
     def __init__(self, model_bytes: bytes, resolver: str = "auto", num_threads: int = 1):
-        from ai_edge_litert.interpreter import Interpreter, OpResolverType
+        from ai_edge_litert.interpreter import Interpreter, OpResolverType  # deferred: LiteRT is only a comparison
 
         kinds = {"auto": OpResolverType.AUTO, "reference": OpResolverType.BUILTIN_REF}
         if resolver not in kinds:
-            raise ValueError(f"resolver must be one of {sorted(kinds)}, got {resolver!r}")
+            raise ConfigError(f"resolver must be one of {sorted(kinds)}, got {resolver!r}")
         self._interp = Interpreter(model_content=bytes(model_bytes), num_threads=num_threads,
                                    experimental_op_resolver_type=kinds[resolver])
         self._interp.allocate_tensors()

@@ -11,11 +11,10 @@ import time
 
 import numpy as np
 
-from kws_zoo.device.quant import dequantize, quantize
-from kws_zoo.device.flatbuffer import signature_io
+from kws_zoo.core.errors import DeviceError
+from kws_zoo.device.flatbuffer import signature_io, variable_bytes
+from kws_zoo.device.quant import dequantize, detail_quant, quantize
 from kws_zoo.device.runtime import TflmModel
-from kws_zoo.device.quant import detail_quant
-from kws_zoo.device.flatbuffer import variable_bytes
 
 
 class TflmStreamingModel(TflmModel):
@@ -31,7 +30,7 @@ class TflmStreamingModel(TflmModel):
         super().__init__(model_bytes, arena_size)
         inputs, outputs = signature_io(self._model)
         if "features" not in inputs or "logits" not in outputs:
-            raise ValueError(f"not a kws_zoo streaming model: inputs {sorted(inputs)}, outputs {sorted(outputs)}")
+            raise DeviceError(f"not a kws_zoo streaming model: inputs {sorted(inputs)}, outputs {sorted(outputs)}")
         interp = self._interp
         self._frames_index, self._logits_index = inputs["features"], outputs["logits"]
         frames = interp.get_input_details(self._frames_index)
@@ -44,7 +43,7 @@ class TflmStreamingModel(TflmModel):
             if name == "features":
                 continue
             if name not in outputs:
-                raise ValueError(f"state input {name!r} has no output of the same name")
+                raise DeviceError(f"state input {name!r} has no output of the same name")
             din, dout = interp.get_input_details(index), interp.get_output_details(outputs[name])
             self._states.append((index, outputs[name], tuple(int(d) for d in din["shape"]), din["dtype"],
                                  detail_quant(din), detail_quant(dout), name))

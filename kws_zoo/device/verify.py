@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from kws_zoo.core.errors import DeviceError
 from kws_zoo.device.runtime import LiteRtModel, TflmModel
 
 
@@ -15,15 +16,17 @@ def verify_on_tflm(model_bytes: bytes, features_float: np.ndarray, labels: np.nd
                    arena_size: int | None = None, litert_resolver: str = "auto",
                    progress: bool | None = None) -> dict:
     """Returns {n, tflm_accuracy, litert_accuracy, top1_agreement, max_lsb_diff,
-    mean_lsb_diff, arena_bytes, arena_size, tflm_invoke_ms, litert_invoke_ms}.
+    mean_lsb_diff, arena_bytes, arena_size, tflm_invoke_ms, litert_invoke_ms, tflm_top1}.
 
     features_float: [N, ...] float features (quantized with the model's input parameters);
     labels: [N] int class ids. LSB differences compare the raw int8 outputs of both runtimes.
+    tflm_top1: [N] the class TFLM predicts for each example, so a caller's per-class report needs no
+    second pass over the set.
     """
     labels = np.asarray(labels).reshape(-1)
     tflm = TflmModel(model_bytes, arena_size=arena_size)
     if tflm.input_quant is None or tflm.output_quant is None:
-        raise ValueError("verify_on_tflm expects a quantized (int8 in/out) model")
+        raise DeviceError("verify_on_tflm expects a quantized (int8 in/out) model")
     x_int8, _ = tflm.prepare_input(features_float)
     if len(x_int8) != len(labels):
         raise ValueError(f"{len(x_int8)} examples but {len(labels)} labels")
@@ -45,4 +48,5 @@ def verify_on_tflm(model_bytes: bytes, features_float: np.ndarray, labels: np.nd
         "arena_size": int(tflm.arena_size),
         "tflm_invoke_ms": float(tflm.invoke_time_ms),
         "litert_invoke_ms": float(litert.invoke_time_ms),
+        "tflm_top1": top_tflm,
     }

@@ -4,7 +4,15 @@ from __future__ import annotations
 import os
 
 import numpy as np
+
+from kws_zoo import rundir
+from kws_zoo.core.errors import DataError
+from kws_zoo.data import load_dataset
+from kws_zoo.data.base import DataConfig
+from kws_zoo.data.pipeline import drop_bad, load_background, load_waveforms
 from kws_zoo.evaluate.plots import plot_confusion
+from kws_zoo.evaluate.predictor import load_predictor
+from kws_zoo.recipe import load_recipe
 
 
 def classification_report(y_true, y_pred, labels) -> dict:
@@ -34,7 +42,7 @@ def map_labels(data_labels, model_labels) -> np.ndarray:
     position = {name: i for i, name in enumerate(data_labels)}
     missing = [name for name in data_labels if name not in set(model_labels)]
     if missing:
-        raise ValueError(f"the model cannot predict data label(s) {missing}; model labels: {list(model_labels)}")
+        raise DataError(f"the model cannot predict data label(s) {missing}; model labels: {list(model_labels)}")
     return np.array([position.get(name, -1) for name in model_labels], np.int64)
 
 
@@ -64,15 +72,12 @@ def report_from_scores(scores, targets, data_labels, model_labels) -> dict:
 
 def evaluate_arrays(cfg, clip_samples: int, split: str = "test", progress: bool = True):
     """(waveforms, targets, label names, background noise or None) of one split of a dataset config."""
-    from kws_zoo.data import load_dataset
-    from kws_zoo.data.pipeline import drop_bad, load_background, load_waveforms
-
     data = load_dataset(cfg)
     # "all": every split, for data the model never trained on (e.g. real speech for a TTS-trained model).
     examples = [e for ex in data.splits.values() for e in ex] if split == "all" else data.splits.get(split) or []
     if not examples:
-        raise ValueError(f"{cfg.path or cfg.kind}: split {split!r} is empty (splits: "
-                         f"{', '.join(k for k, v in data.splits.items() if v)})")
+        raise DataError(f"{cfg.path or cfg.kind}: split {split!r} is empty (splits: "
+                        f"{', '.join(k for k, v in data.splits.items() if v)})")
     waves, bad = load_waveforms(examples, clip_samples=clip_samples, skip_bad=cfg.skip_bad_files,
                                 progress=progress)
     background = load_background(data.background, clip_samples) if data.background else None
@@ -81,20 +86,16 @@ def evaluate_arrays(cfg, clip_samples: int, split: str = "test", progress: bool 
 
 def _data_config(data: str, model_path: str, labels):
     """--data value -> DataConfig: 'recipe' (the run's own data), 'fsdd', or a dataset directory."""
-    from kws_zoo.data.base import DataConfig
-
     if data == "fsdd":
         return DataConfig(kind="fsdd")
     if data == "recipe":
-        from kws_zoo.recipe import load_recipe
-
-        folder = model_path if os.path.isdir(model_path) else os.path.dirname(os.path.abspath(model_path))
-        for candidate in (folder, os.path.dirname(folder)):
-            if os.path.isfile(os.path.join(candidate, "recipe.json")):
-                return load_recipe(os.path.join(candidate, "recipe.json")).data
-        raise ValueError(f"{model_path}: no recipe.json beside the model; pass --data fsdd or a dataset directory")
+        recipe = rundir.find_beside(model_path, rundir.RECIPE)
+        if recipe is None:
+            raise DataError(f"{model_path}: no {rundir.RECIPE} beside the model; pass --data fsdd or a dataset "
+                            "directory")
+        return load_recipe(recipe).data
     if not os.path.isdir(data):
-        raise ValueError(f"{data}: --data must be 'recipe', 'fsdd' or a dataset directory")
+        raise DataError(f"{data}: --data must be 'recipe', 'fsdd' or a dataset directory")
     keywords = tuple(name for name in labels if not name.startswith("_"))
     if any(os.path.exists(os.path.join(data, f)) for f in ("testing_list.txt", "validation_list.txt")):
         return DataConfig(kind="gsc", path=data, words=keywords)
@@ -104,8 +105,6 @@ def _data_config(data: str, model_path: str, labels):
 def evaluate_model(model: str, data: str = "recipe", split: str = "test", runtime: str = "tflm",
                    plot: str | None = None, progress: bool = True) -> dict:
     """Evaluates any model form (run dir, .keras, .tflite) on a dataset split; returns the report."""
-    from kws_zoo.evaluate.predictor import load_predictor
-
     predictor = load_predictor(model, runtime=runtime)
     cfg = _data_config(data, model, predictor.labels)
     waves, targets, data_labels, background = evaluate_arrays(cfg, predictor.clip_samples, split, progress)

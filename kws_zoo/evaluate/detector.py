@@ -16,6 +16,8 @@ import dataclasses
 
 import numpy as np
 
+from kws_zoo.core.errors import ConfigError, ModelError
+
 NON_KEYWORDS = ("_silence_", "_unknown_")
 
 
@@ -27,9 +29,9 @@ class DetectorConfig:
 
     def __post_init__(self):
         if not 0.0 < self.threshold <= 1.0:
-            raise ValueError(f"threshold must be in (0, 1], got {self.threshold}")
+            raise ConfigError(f"threshold must be in (0, 1], got {self.threshold}")
         if self.smoothing_ms < 0 or self.refractory_ms < 0:
-            raise ValueError("smoothing_ms and refractory_ms must be >= 0")
+            raise ConfigError("smoothing_ms and refractory_ms must be >= 0")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,6 +45,7 @@ class Detection:
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
+    """Posteriors along the last axis, in float64; the max is subtracted first, so large logits cannot overflow."""
     z = np.asarray(logits, np.float64)
     z = np.exp(z - z.max(axis=-1, keepdims=True))
     return z / z.sum(axis=-1, keepdims=True)
@@ -55,14 +58,14 @@ class Detector:
         """step_ms: audio per step; start_ms: time of the first step's end minus step_ms (for feature frames,
         the window minus the hop: frame 0 ends a window, not a hop, after the start)."""
         if step_ms <= 0:
-            raise ValueError(f"step_ms must be > 0, got {step_ms}")
+            raise ConfigError(f"step_ms must be > 0, got {step_ms}")
         self.labels = list(labels)
         self.step_ms = float(step_ms)
         self.start_ms = float(start_ms)
         self.config = config
         self.keywords = np.array([label not in NON_KEYWORDS for label in self.labels])
         if not self.keywords.any():
-            raise ValueError(f"no keyword among the labels {self.labels}")
+            raise ModelError(f"no keyword among the labels {self.labels}")
         self._window = max(1, int(round(config.smoothing_ms / step_ms)))
         self.reset()
 

@@ -13,15 +13,22 @@ RUN/stream/drift.json and drift.png.
 """
 from __future__ import annotations
 
-import json
 import os
 
 import numpy as np
+from tqdm import tqdm
 
-from kws_zoo.rundir import METADATA
+from kws_zoo import rundir
 from kws_zoo.core.errors import ModelLoadError
+from kws_zoo.core.files import atomic_write_json
+from kws_zoo.data.frontends import stream_features
+from kws_zoo.device.runtime import TflmModel
+from kws_zoo.device.streaming import TflmStreamingModel
+from kws_zoo.evaluate.long_audio import build_test_stream
+from kws_zoo.evaluate.plots import plot_drift
+from kws_zoo.rundir import STREAM_DIR, STREAM_FORMS, STREAM_WINDOW, read_info, stream_model_file
 
-FORMS = ("external", "internal")
+FORMS = STREAM_FORMS
 
 
 def _read(path: str) -> bytes:
@@ -31,34 +38,49 @@ def _read(path: str) -> bytes:
         return f.read()
 
 
+def _window_frames(stream_dir: str) -> int:
+    """Input frames of the whole-window model, from the stream folder's kws_zoo.json."""
+    info = read_info(stream_dir) if os.path.isdir(stream_dir) else None
+    if info is None or info.streaming is None:
+        raise ModelLoadError(f"{stream_dir}: no streaming export; run `kws-zoo stream-export` on the run first")
+    return info.streaming.window_frames
+
+
+def _stream_logits(model: TflmStreamingModel, feats: np.ndarray, form: str, progress: bool) -> np.ndarray:
+    """Logits of every whole step of `feats`, streamed from a fresh state."""
+    s = model.frames_per_step
+    model.reset()
+    steps = tqdm(range(0, len(feats) // s * s, s), desc=f"TFLM {form} state", unit="step", disable=not progress,
+                 mininterval=2)
+    return np.stack([model.step(feats[t:t + s]) for t in steps])
+
+
+def _per_minute(y: np.ndarray, ref: np.ndarray, minute_of: np.ndarray) -> list[dict]:
+    rows = []
+    for m in np.unique(minute_of):
+        sel = minute_of == m
+        rows.append({"minute": int(m), "samples": int(sel.sum()),
+                     "top1_agreement": float(np.mean(y[sel].argmax(1) == ref[sel].argmax(1))),
+                     "mean_abs_logit_diff": float(np.abs(y[sel] - ref[sel]).mean()),
+                     "max_abs_logit_diff": float(np.abs(y[sel] - ref[sel]).max())})
+    return rows
+
+
 def check_drift(run_dir: str, *, minutes: float = 10.0, every_s: float = 1.0, seed: int = 1,
                 progress: bool = True) -> dict:
     """Per-minute agreement of both streaming forms with the whole-window int8 model, on TFLM."""
-    from tqdm import tqdm
-
-    from kws_zoo.core.files import atomic_write_json
-    from kws_zoo.data.frontends import stream_features
-    from kws_zoo.evaluate.long_audio import build_test_stream
-    from kws_zoo.device.runtime import TflmModel
-    from kws_zoo.device.streaming import TflmStreamingModel
-
-    stream_dir = os.path.join(run_dir, "stream")
-    with open(os.path.join(stream_dir, METADATA)) as f:
-        window = json.load(f)["streaming"]["window_frames"]
-    whole = TflmModel(_read(os.path.join(stream_dir, "model_window_int8.tflite")))
+    stream_dir = os.path.join(run_dir, STREAM_DIR)
+    window = _window_frames(stream_dir)
+    whole = TflmModel(_read(os.path.join(stream_dir, STREAM_WINDOW)))
     recipe, audio, _ = build_test_stream(run_dir, minutes=minutes, seed=seed, progress=progress)
     feats = stream_features(audio, recipe.frontend)
     hop_s = recipe.frontend.hop_ms / 1000.0
     outputs = {}
     for form in FORMS:
-        model = TflmStreamingModel(_read(os.path.join(stream_dir, f"model_stream_{form}_int8.tflite")))
+        model = TflmStreamingModel(_read(os.path.join(stream_dir, stream_model_file(form))))
         s = model.frames_per_step
-        usable = len(feats) // s * s
-        model.reset()
-        steps = range(0, usable, s)
-        bar = tqdm(steps, desc=f"TFLM {form} state", unit="step", disable=not progress, mininterval=2)
-        outputs[form] = np.stack([model.step(feats[t:t + s]) for t in bar])
-    ends = np.arange(s - 1, usable, s)  # last frame of each step
+        outputs[form] = _stream_logits(model, feats, form, progress)
+    ends = np.arange(s - 1, len(feats) // s * s, s)  # last frame of each step
     stride = max(1, int(round(every_s / (s * hop_s))))
     sampled = np.flatnonzero(ends >= window - 1)[::stride]
     ref = whole.predict(np.stack([feats[ends[i] - window + 1:ends[i] + 1] for i in sampled]), progress=False)
@@ -67,46 +89,12 @@ def check_drift(run_dir: str, *, minutes: float = 10.0, every_s: float = 1.0, se
               "every_s": every_s, "window_frames": int(window), "forms": {}}
     for form in FORMS:
         y = outputs[form][sampled]
-        rows = []
-        for m in np.unique(minute_of):
-            sel = minute_of == m
-            rows.append({"minute": int(m), "samples": int(sel.sum()),
-                         "top1_agreement": float(np.mean(y[sel].argmax(1) == ref[sel].argmax(1))),
-                         "mean_abs_logit_diff": float(np.abs(y[sel] - ref[sel]).mean()),
-                         "max_abs_logit_diff": float(np.abs(y[sel] - ref[sel]).max())})
         report["forms"][form] = {"top1_agreement": float(np.mean(y.argmax(1) == ref.argmax(1))),
-                                 "per_minute": rows}
+                                 "per_minute": _per_minute(y, ref, minute_of)}
     report["external_equals_internal"] = bool(np.array_equal(outputs["external"], outputs["internal"]))
-    report["png"] = _plot(report, os.path.join(stream_dir, "drift.png"))
-    atomic_write_json(os.path.join(stream_dir, "drift.json"), report)
+    report["png"] = plot_drift(report, os.path.join(stream_dir, rundir.DRIFT_PLOT))
+    atomic_write_json(os.path.join(stream_dir, rundir.DRIFT_REPORT), report)
     return report
-
-
-def _plot(report: dict, path: str) -> str:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(6.5, 5), sharex=True)
-    for form, entry in report["forms"].items():
-        m = [r["minute"] for r in entry["per_minute"]]
-        top.plot(m, [100 * r["top1_agreement"] for r in entry["per_minute"]], marker="o", label=form)
-        bottom.plot(m, [r["mean_abs_logit_diff"] for r in entry["per_minute"]], marker="o", label=form)
-    top.set_ylabel("top-1 agreement (%)")
-    top.set_ylim(min(95.0, top.get_ylim()[0]), 100.5)  # from zero-ish, so int8 noise does not look like drift
-    bottom.set_ylim(0, bottom.get_ylim()[1] * 1.5)
-    bottom.set_ylabel("mean |logit diff|")
-    bottom.set_xlabel("minute of the stream")
-    top.set_title(f"int8 streaming vs whole-window on TFLM, {os.path.basename(os.path.normpath(report['run']))}",
-                  fontsize=9)
-    for ax in (top, bottom):
-        ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
 
 
 def format_report(report: dict) -> str:

@@ -18,9 +18,18 @@ import os
 
 import numpy as np
 
-from kws_zoo.data.audio import SAMPLE_RATE
+from kws_zoo import rundir
+from kws_zoo.core.files import atomic_write_json
+from kws_zoo.data import load_dataset
+from kws_zoo.data.audio import SAMPLE_RATE, read_wav, write_wav
 from kws_zoo.data.frontends import stream_features
+from kws_zoo.data.pipeline import load_waveforms
 from kws_zoo.evaluate.detector import NON_KEYWORDS, Detection, Detector, DetectorConfig
+from kws_zoo.evaluate.plots import plot_det
+from kws_zoo.evaluate.streamer import load_streamer
+from kws_zoo.recipe import load_recipe
+
+# Files of a long-audio report folder (`kws-zoo long-audio RUN_DIR --out DIR`).
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,39 +137,10 @@ def sweep(posteriors: np.ndarray, labels, events: list[Event], *, step_ms: float
     return rows
 
 
-def plot_det(rows: list[dict], path: str, title: str) -> str:
-    """DET curve: false rejects (%) against false accepts per hour, thresholds annotated."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4.5))
-    fa = [r["fa_per_hour"] for r in rows]
-    frr = [100 * r["frr"] for r in rows]
-    ax.plot(fa, frr, marker="o", markersize=3)
-    for r, x, y in list(zip(rows, fa, frr))[:: max(1, len(rows) // 8)]:
-        ax.annotate(f"{r['threshold']:.2f}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
-    ax.set_xscale("symlog", linthresh=1.0)
-    ax.set_xlabel("false accepts per hour (symlog)")
-    ax.set_ylabel("false rejects (%)")
-    ax.set_title(title, fontsize=9)
-    ax.grid(True, which="both", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
-
-
 def build_test_stream(run_dir: str, *, minutes: float, seed: int = 0, progress: bool = True):
     """(recipe, audio, events): the long test stream of a run's data (see make_stream): its test split's
     keywords and `_unknown_` words (unseen voices) in the dataset's background noises."""
-    from kws_zoo.data.audio import read_wav
-    from kws_zoo.data import load_dataset
-    from kws_zoo.data.pipeline import load_waveforms
-    from kws_zoo.recipe import load_recipe
-
-    recipe = load_recipe(os.path.join(run_dir, "recipe.json"))
+    recipe = load_recipe(os.path.join(run_dir, rundir.RECIPE))
     data = load_dataset(recipe.data)
     tests = data.splits["test"]
     waves, _ = load_waveforms(tests, clip_samples=recipe.clip_samples, progress=progress)
@@ -176,15 +156,11 @@ def evaluate_run(run_dir: str, out_dir: str, *, minutes: float = 10.0, seed: int
                  thresholds=None, progress: bool = True, save_wav: bool = False) -> dict:
     """The long-audio report of a trained streamable run: test stream, posteriors, sweep, DET PNG; with
     save_wav also the stream (stream.wav) and its ground truth (events.json), e.g. for `kws-zoo stream`."""
-    from kws_zoo.data.audio import write_wav
-    from kws_zoo.core.files import atomic_write_json
-    from kws_zoo.evaluate.streamer import load_streamer
-
     _, audio, events = build_test_stream(run_dir, minutes=minutes, seed=seed, progress=progress)
     os.makedirs(out_dir, exist_ok=True)
     if save_wav:
-        write_wav(os.path.join(out_dir, "stream.wav"), audio)
-        atomic_write_json(os.path.join(out_dir, "events.json"), [dataclasses.asdict(e) for e in events])
+        write_wav(os.path.join(out_dir, rundir.LONG_AUDIO_WAV), audio)
+        atomic_write_json(os.path.join(out_dir, rundir.LONG_AUDIO_EVENTS), [dataclasses.asdict(e) for e in events])
     streamer = load_streamer(run_dir, runtime)
     feats = stream_features(audio, streamer.frontend)
     posteriors = streamer.posteriors(feats)
@@ -194,12 +170,12 @@ def evaluate_run(run_dir: str, out_dir: str, *, minutes: float = 10.0, seed: int
                  duration_s=len(audio) / SAMPLE_RATE, thresholds=thresholds,
                  latency_s=streamer.window_ms / 1000.0 + 0.25)
     name = os.path.basename(os.path.normpath(run_dir))
-    png = plot_det(rows, os.path.join(out_dir, "det.png"),
+    png = plot_det(rows, os.path.join(out_dir, rundir.DET_PLOT),
                    f"{name} ({runtime}): {minutes:g} min, {len(events)} keywords, unseen voices")
     report = {"run": run_dir, "runtime": runtime, "minutes": minutes, "seed": seed, "events": len(events),
               "keywords": sorted({e.label for e in events}), "distractors_placed": True,
               "step_ms": streamer.step_ms, "window_ms": streamer.window_ms, "rows": rows, "det_png": png}
-    atomic_write_json(os.path.join(out_dir, "report.json"), report)
+    atomic_write_json(os.path.join(out_dir, rundir.LONG_AUDIO_REPORT), report)
     return report
 
 

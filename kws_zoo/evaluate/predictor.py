@@ -7,15 +7,22 @@ training and export, so a bare model file is never guessed at.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 
 import numpy as np
 
-from kws_zoo.data.frontends import FrontendConfig
-from kws_zoo.rundir import METADATA
+from kws_zoo import rundir
 from kws_zoo.core.errors import ModelLoadError
+from kws_zoo.data.frontends import FrontendConfig
+from kws_zoo.data.pipeline import features_for
+from kws_zoo.device.runtime import LiteRtModel, TflmModel
+from kws_zoo.evaluate.detector import softmax
 from kws_zoo.models.saving import load_keras
+
+SAVED_MODEL = "saved_model.pb"  # marks a TensorFlow SavedModel folder
+# What a directory is loaded as, first found first: the device form, then Keras.
+DIRECTORY_MODELS = (rundir.TFLITE_INT8, rundir.MODEL, SAVED_MODEL)
+
 
 @dataclasses.dataclass
 class Predictor:
@@ -33,29 +40,22 @@ class Predictor:
 
     def features(self, waveforms: np.ndarray, background: np.ndarray | None = None) -> np.ndarray:
         """Frontend features; `background` fills all-zero (silence) clips with noise, as in training."""
-        from kws_zoo.data.pipeline import features_for
-
         return features_for(np.asarray(waveforms, np.float32), self.frontend, background=background)
 
     def scores(self, features: np.ndarray) -> np.ndarray:
         """Class probabilities [N, classes]."""
-        out = np.asarray(self._run(features), np.float64)
-        out = out - out.max(axis=1, keepdims=True)
-        e = np.exp(out)
-        return e / e.sum(axis=1, keepdims=True)
+        return softmax(self._run(features))
 
     def predict_waveforms(self, waveforms: np.ndarray) -> np.ndarray:
         return self.scores(self.features(waveforms))
 
 
-def _find_metadata(path: str) -> dict:
-    folder = path if os.path.isdir(path) else os.path.dirname(os.path.abspath(path))
-    for candidate in (os.path.join(folder, METADATA), os.path.join(os.path.dirname(folder), METADATA)):
-        if os.path.isfile(candidate):
-            with open(candidate) as f:
-                return json.load(f)
-    raise ModelLoadError(f"{path}: no {METADATA} beside the model (labels and frontend are unknown); "
-                         "use a run or export directory written by kws-zoo")
+def _model_in(folder: str) -> str:
+    """The model file a directory holds, or the directory itself if it is a SavedModel."""
+    for name in DIRECTORY_MODELS:
+        if os.path.exists(os.path.join(folder, name)):
+            return folder if name == SAVED_MODEL else os.path.join(folder, name)
+    raise ModelLoadError(f"{folder}: directory holds no {rundir.MODEL}, {rundir.TFLITE_INT8} or SavedModel")
 
 
 def load_predictor(path: str, runtime: str = "tflm") -> Predictor:
@@ -64,22 +64,16 @@ def load_predictor(path: str, runtime: str = "tflm") -> Predictor:
     if not os.path.exists(path):
         raise ModelLoadError(f"{path}: no such file or directory")
     if os.path.isdir(path):
-        for name in ("model_int8.tflite", "model.keras", "saved_model.pb"):
-            if os.path.exists(os.path.join(path, name)):
-                return load_predictor(path if name == "saved_model.pb" else os.path.join(path, name), runtime)
-        raise ModelLoadError(f"{path}: directory holds no model.keras, model_int8.tflite or SavedModel")
-    meta = _find_metadata(path)
-    frontend = FrontendConfig(**meta["frontend"])
+        path = _model_in(path)
+    info = rundir.read_info(path)
     if path.endswith(".tflite"):
-        from kws_zoo.device.runtime import LiteRtModel, TflmModel
-
         with open(path, "rb") as f:
             model_bytes = f.read()
         try:
             runner = (TflmModel if runtime == "tflm" else LiteRtModel)(model_bytes)
         except Exception as err:  # the runtimes raise RuntimeError/ValueError with their own text
             raise ModelLoadError(f"{path}: not a usable .tflite model ({err})") from None
-        return Predictor(path, "tflite", meta["labels"], frontend, meta["clip_ms"], runner.predict, runtime)
+        return Predictor(path, "tflite", list(info.labels), info.frontend, info.clip_ms, runner.predict, runtime)
     model = load_keras(path)
-    return Predictor(path, "keras", meta["labels"], frontend, meta["clip_ms"],
+    return Predictor(path, "keras", list(info.labels), info.frontend, info.clip_ms,
                      lambda x: model.predict(x, batch_size=256, verbose=0), "keras")

@@ -7,15 +7,20 @@ ends at feature frame k * S - 1, whose audio ends at k * S * hop + (window - hop
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from typing import Callable
 
 import numpy as np
 
+from kws_zoo import rundir
+from kws_zoo.core.errors import ConfigError, ModelLoadError
 from kws_zoo.data.frontends import FrontendConfig
-from kws_zoo.rundir import METADATA
-from kws_zoo.core.errors import ModelLoadError
+from kws_zoo.device.streaming import TflmStreamingModel
+from kws_zoo.evaluate.detector import Detector, DetectorConfig, softmax
+from kws_zoo.export.streaming import run_stream, streaming_spec, to_streaming
+from kws_zoo.models.saving import load_keras
+
+RUNTIMES = ("keras", "tflm")
 
 
 @dataclasses.dataclass
@@ -53,25 +58,12 @@ class Streamer:
 
     def posteriors(self, features: np.ndarray) -> np.ndarray:
         """Softmax of the steps after the warm-up (the first is the one whose window is full)."""
-        from kws_zoo.evaluate.detector import softmax
-
         return softmax(self.logits(features)[self.warmup_steps:])
 
     def detector(self, config=None):
         """A Detector timed for posteriors(): detection times in seconds of the audio."""
-        from kws_zoo.evaluate.detector import Detector, DetectorConfig
-
         return Detector(self.labels, self.step_ms, config or DetectorConfig(),
                         start_ms=self.start_ms + self.warmup_steps * self.step_ms)
-
-
-def _metadata(path: str) -> dict:
-    folder = path if os.path.isdir(path) else os.path.dirname(os.path.abspath(path))
-    meta = os.path.join(folder, METADATA)
-    if not os.path.isfile(meta):
-        raise ModelLoadError(f"{path}: no {METADATA} beside the model (labels and frontend are unknown)")
-    with open(meta) as f:
-        return json.load(f)
 
 
 def load_streamer(path: str, runtime: str = "keras") -> Streamer:
@@ -80,30 +72,29 @@ def load_streamer(path: str, runtime: str = "keras") -> Streamer:
     path = os.fspath(path)
     if not os.path.exists(path):
         raise ModelLoadError(f"{path}: no such file or directory")
-    if runtime not in ("keras", "tflm"):
-        raise ValueError(f"runtime must be 'keras' or 'tflm', got {runtime!r}")
+    if runtime not in RUNTIMES:
+        raise ConfigError(f"runtime must be 'keras' or 'tflm', got {runtime!r}")
     if runtime == "tflm" and os.path.isdir(path):
-        candidate = os.path.join(path, "stream", "model_stream_external_int8.tflite")
-        if not os.path.isfile(candidate):
-            raise ModelLoadError(f"{path}: no {candidate}; write it with `python -m kws_zoo.workflows.stream_export {path}`")
-        path = candidate
-    meta = _metadata(path)
-    frontend = FrontendConfig(**meta["frontend"])
+        path = _stream_export_of(path)
+    info = rundir.read_info(path)
     if path.endswith(".tflite"):
-        from kws_zoo.device.streaming import TflmStreamingModel
-
-        if "streaming" not in meta:
-            raise ModelLoadError(f"{path}: {METADATA} has no 'streaming' entry; not a streaming export")
+        if info.streaming is None:
+            raise ModelLoadError(f"{path}: {rundir.METADATA} has no 'streaming' entry; not a streaming export")
         with open(path, "rb") as f:
             model = TflmStreamingModel(f.read())
-        return Streamer(path, "tflm", meta["labels"], frontend, meta["streaming"]["window_frames"],
+        return Streamer(path, "tflm", list(info.labels), info.frontend, info.streaming.window_frames,
                         model.frames_per_step, model.run)
-    from kws_zoo.models.saving import load_keras
-    from kws_zoo.export.streaming import run_stream, streaming_spec, to_streaming
-
-    keras_path = os.path.join(path, "model.keras") if os.path.isdir(path) else path
+    keras_path = os.path.join(path, rundir.MODEL) if os.path.isdir(path) else path
     model = load_keras(keras_path)
     spec = streaming_spec(model)  # StreamingError (a ValueError) names the layer that cannot stream
     stream = to_streaming(model, "external")
-    return Streamer(keras_path, "keras", meta["labels"], frontend, spec.window_frames, spec.frames_per_step,
+    return Streamer(keras_path, "keras", list(info.labels), info.frontend, spec.window_frames, spec.frames_per_step,
                     lambda feats: run_stream(stream, feats[None])[0])
+
+
+def _stream_export_of(run_dir: str) -> str:
+    """The external-state int8 .tflite that `kws-zoo stream-export` wrote for a run."""
+    path = os.path.join(run_dir, rundir.STREAM_DIR, rundir.stream_model_file("external"))
+    if not os.path.isfile(path):
+        raise ModelLoadError(f"{run_dir}: no {path}; write it with `kws-zoo stream-export {run_dir}`")
+    return path

@@ -1,7 +1,7 @@
 """Training graph -> single-branch inference graph of standard layers, checked numerically.
 
 `reparameterize(model)` rewrites the functional config (public get_config/from_config, no private
-cloning) layer by layer:
+cloning; read by kws_zoo.export.graph) layer by layer:
   - a layer with `plain_layer()` (RepConv2D -> Conv2D/DepthwiseConv2D with bias; SubSpectralNorm ->
     BatchNormalization over (freq, channel); other layers following kws_zoo.layers.plain) becomes that
     standard layer;
@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import copy
 from collections import Counter
-from typing import Any
 
 import numpy as np
 
 from kws_zoo.core.compat import keras
+from kws_zoo.core.errors import ExportError
+from kws_zoo.export.graph import inbound_refs, is_functional, rename_refs, walk
 from kws_zoo.layers.bn_affine import bn_affine
 from kws_zoo.layers.strided_depthwise import StridedDepthwiseConv2D
 
@@ -49,23 +50,6 @@ def fold_batchnorm(kernel: np.ndarray, bias: np.ndarray | None, bn: L.BatchNorma
     return (kernel * scale_k).astype(np.float32), (bias * scale + shift).astype(np.float32)
 
 
-def _rename_refs(obj: Any, rename: dict[str, str]) -> Any:
-    """Inbound-node structures hold [layer_name, node_index, tensor_index, kwargs] lists; rename layers."""
-    if isinstance(obj, list):
-        if len(obj) >= 3 and isinstance(obj[0], str) and isinstance(obj[1], int):
-            return [rename.get(obj[0], obj[0]), *obj[1:]]
-        return [_rename_refs(o, rename) for o in obj]
-    return obj
-
-
-def _refs(obj: Any) -> list[list]:
-    if isinstance(obj, list):
-        if len(obj) >= 3 and isinstance(obj[0], str) and isinstance(obj[1], int):
-            return [obj]
-        return [r for o in obj for r in _refs(o)]
-    return []
-
-
 def _entry(layer: L.Layer, inbound_nodes: list) -> dict:
     entry = keras.layers.serialize(layer)
     entry["name"] = layer.name
@@ -74,7 +58,7 @@ def _entry(layer: L.Layer, inbound_nodes: list) -> dict:
 
 
 def _is_foldable_bn(layer: L.Layer, inbound: list) -> bool:
-    refs = _refs(inbound)
+    refs = inbound_refs(inbound)
     return (type(layer) is L.BatchNormalization and len(inbound) == 1 and len(refs) == 1
             and refs[0][3:] in ([], [{}]) and len(layer.input_shape) == 4 and list(layer.axis) == [3])
 
@@ -85,24 +69,25 @@ def reparameterize(model: keras.Model, *, check: bool = True) -> keras.Model:
     check: run both on one random batch and raise if outputs differ by more than float32 rounding can
         explain (relative 1e-3 of the output range) - a cheap guard, not a substitute for tests.
     """
-    config = model.get_config() if isinstance(model, keras.Model) else {}
-    if isinstance(model, keras.Sequential) or "input_layers" not in config:
-        raise ValueError(f"{getattr(model, 'name', model)}: reparameterize needs a functional keras.Model (not "
-                         "Sequential or subclassed); wrap a Sequential as keras.Model(seq.inputs, seq.outputs)")
-    uses = Counter(ref[0] for entry in config["layers"] for ref in _refs(entry["inbound_nodes"]))
+    if not is_functional(model):
+        raise ExportError(f"{getattr(model, 'name', model)}: reparameterize needs a functional keras.Model (not "
+                          "Sequential or subclassed); wrap a Sequential as keras.Model(seq.inputs, seq.outputs)")
+    config = model.get_config()
+    calls = list(walk(model, config))
+    uses = Counter(ref[0] for call in calls for ref in call.refs)
     uses.update(ref[0] for ref in config["output_layers"])
     entries: list[dict] = []
     weights: dict[str, list[np.ndarray]] = {}
     convs: dict[str, tuple[dict, bool]] = {}  # name -> (entry, depthwise) of a conv whose BN may still fold into it
     rename: dict[str, str] = {}
-    for old in config["layers"]:
-        name, inbound = old["name"], _rename_refs(old["inbound_nodes"], rename)
-        layer = model.get_layer(name)
+    for layer, old, _, _ in calls:
+        name, inbound = layer.name, rename_refs(old["inbound_nodes"], rename)
         if isinstance(layer, keras.Model):
-            raise ValueError(f"{name}: nested models are not supported; flatten the model first")
+            raise ExportError(f"{name}: nested models are not supported; flatten the model first")
         if len(inbound) > 1 and (hasattr(layer, "plain_layer") or isinstance(layer, L.BatchNormalization)):
-            raise ValueError(f"{name}: shared layers (called {len(inbound)} times) are not supported")
-        producer = _refs(inbound)[0][0] if _refs(inbound) else None
+            raise ExportError(f"{name}: shared layers (called {len(inbound)} times) are not supported")
+        refs = inbound_refs(inbound)
+        producer = refs[0][0] if refs else None
         if hasattr(layer, "plain_layer"):
             new, values = layer.plain_layer()
             entry = _entry(new, inbound)
@@ -122,7 +107,7 @@ def reparameterize(model: keras.Model, *, check: bool = True) -> keras.Model:
         if type(new) in _CONVS and new.get_config()["activation"] == "linear" and len(inbound) == 1:
             convs[name] = entry, isinstance(new, L.DepthwiseConv2D)
     config = {**config, "layers": entries,
-              "output_layers": _rename_refs(config["output_layers"], rename)}
+              "output_layers": rename_refs(config["output_layers"], rename)}
     plain = keras.Model.from_config(config)
     for layer in plain.layers:
         layer.set_weights(weights[layer.name])

@@ -1,7 +1,8 @@
 """Trained non-streaming model -> streaming inference graph that consumes a few new feature frames per step.
 
-`to_streaming(model, mode)` rewrites the functional graph (public get_config / from_config, weights copied by
-layer name) after swapping custom layers for standard ones (kws_zoo.layers.plain):
+`to_streaming(model, mode)` rewrites the functional graph (public get_config / from_config, read by
+kws_zoo.export.graph; weights copied by layer name) after swapping custom layers for standard ones
+(kws_zoo.layers.plain):
   - a convolution or pooling with a time window (k_eff > 1 or time stride > 1) becomes a Stream holding its
     last k_eff - s input frames (kws_zoo.layers.stream);
   - the pool over the whole time axis becomes a Stream over its own input: a ring buffer of the last
@@ -28,14 +29,16 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Iterator
 
 import numpy as np
 
 from kws_zoo.core.compat import keras, tf
+from kws_zoo.core.errors import ConfigError, StreamingError
+from kws_zoo.export.graph import Call, is_functional, walk
 from kws_zoo.layers.plain import to_plain
 from kws_zoo.layers.stream import MODES, Stream
 from kws_zoo.layers.strided_depthwise import depthwise_conv_layer
-from kws_zoo.core.errors import StreamingError
 
 L = keras.layers
 
@@ -73,15 +76,6 @@ class _Plan:
     config: dict | None = None  # for the streaming layer (copy/stream/reshape/freq_only)
     window: str = ""            # for a time window: "valid", "causal" (zero-padded past) or "pool" (time pool)
     freq_mean: int = 0          # time pool only: average this many frequency bins before the ring buffer
-
-
-def _refs(obj) -> list[list]:
-    """[layer_name, node_index, tensor_index, kwargs] entries of a functional config's inbound nodes."""
-    if isinstance(obj, list):
-        if len(obj) >= 3 and isinstance(obj[0], str) and isinstance(obj[1], int):
-            return [obj]
-        return [r for o in obj for r in _refs(o)]
-    return []
 
 
 def _shapes(shape) -> list[tuple]:
@@ -185,28 +179,21 @@ def _plan_layer(layer, ins: list[_Tensor], in_shapes: list[tuple], out_shape: tu
                          "with 'valid' time padding, time-local layers, Reshape keeping time first)")
 
 
-def _walk(model: keras.Model):
-    """Yields (layer, inbound refs, kwargs) in topological order, rejecting shared layers."""
-    config = model.get_config()
-    for entry in config["layers"]:
-        nodes = entry["inbound_nodes"]
-        layer = model.get_layer(entry["name"])
-        if isinstance(layer, keras.Model):
-            raise StreamingError(f"layer {layer.name!r}: nested models cannot stream; flatten the model first")
-        if len(nodes) > 1:
-            raise StreamingError(f"layer {layer.name!r} is called {len(nodes)} times; shared layers cannot stream")
-        refs = _refs(nodes)
-        kwargs = {}
-        for ref in refs:
-            if len(ref) > 3 and ref[3]:
-                kwargs.update(ref[3])
-        yield layer, refs, kwargs
+def _calls(model: keras.Model) -> Iterator[Call]:
+    """The model's layers in topological order (kws_zoo.export.graph), refusing nested models and shared layers."""
+    for call in walk(model):
+        times = len(call.entry["inbound_nodes"])
+        if isinstance(call.layer, keras.Model):
+            raise StreamingError(f"layer {call.layer.name!r}: nested models cannot stream; flatten the model first")
+        if times > 1:
+            raise StreamingError(f"layer {call.layer.name!r} is called {times} times; shared layers cannot stream")
+        yield call
 
 
 def _plan(model: keras.Model) -> tuple[dict, int]:
-    """({layer name: _Plan}, frames per step)."""
-    if isinstance(model, keras.Sequential) or "input_layers" not in model.get_config():
-        raise StreamingError(f"{model.name}: to_streaming needs a functional keras.Model")
+    """({layer name: _Plan}, frames per step); raises StreamingError for anything that cannot stream."""
+    if not is_functional(model):
+        raise StreamingError(f"{getattr(model, 'name', model)}: to_streaming needs a functional keras.Model")
     if len(model.inputs) != 1 or len(model.outputs) != 1:
         raise StreamingError(f"{model.name}: needs one input and one output, got {len(model.inputs)} and "
                              f"{len(model.outputs)}")
@@ -214,7 +201,7 @@ def _plan(model: keras.Model) -> tuple[dict, int]:
     if window is None:
         raise StreamingError(f"{model.name}: the input needs a static number of frames")
     plans, tensors, pooled_at = {}, {}, []
-    for layer, refs, _ in _walk(model):
+    for layer, _, refs, _ in _calls(model):
         if isinstance(layer, L.InputLayer):
             ins, in_shapes = [_Tensor(1, window)], _shapes(layer.output_shape)
         else:
@@ -231,6 +218,10 @@ def _plan(model: keras.Model) -> tuple[dict, int]:
         if stride != total:
             raise StreamingError(f"layer {name!r} pools time at stride {stride}, but the model's time stride is "
                                  f"{total}; only the last time-strided layer may pool time away")
+    causal = sorted(name for name, p in plans.items() if p.window == "causal")
+    if causal and any(p.window == "valid" for p in plans.values()):
+        raise StreamingError(f"{model.name}: mixes causally zero-padded time windows ({', '.join(causal)}) with "
+                             "unpadded ones; neither the windowed nor the first-window equality would hold")
     return plans, total
 
 
@@ -242,15 +233,11 @@ def streaming_spec(model: keras.Model) -> StreamingSpec:
 
 
 def _spec(plain, plans, total) -> StreamingSpec:
-    kinds = {p.window for p in plans.values() if p.window in ("valid", "causal")}
-    if len(kinds) > 1:
-        causal = sorted(n for n, p in plans.items() if p.window == "causal")
-        raise StreamingError(f"{plain.name}: mixes causally zero-padded time windows ({', '.join(causal)}) with "
-                             "unpadded ones; neither the windowed nor the first-window equality would hold")
+    padding = "causal" if any(p.window == "causal" for p in plans.values()) else "valid"  # _plan refused a mix
     # The state has the shape of the layer's input frames: its padded frequency, its channels.
     states = tuple((n, (p.state_frames, *_state_frame(plain.get_layer(n), p))) for n, p in plans.items()
                    if p.kind == "stream")
-    return StreamingSpec(plain.input_shape[1], total, kinds.pop() if kinds else "valid", states)
+    return StreamingSpec(plain.input_shape[1], total, padding, states)
 
 
 def _state_frame(layer, plan: _Plan) -> tuple:
@@ -274,12 +261,11 @@ def to_streaming(model: keras.Model, mode: str = "external") -> keras.Model:
     mode 'internal': input frames [1, S, ...], output logits; states are variables (reset_states resets).
     """
     if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        raise ConfigError(f"mode must be one of {MODES}, got {mode!r}")
     plain = to_plain(model)
     plans, total = _plan(plain)
-    spec = _spec(plain, plans, total)
     tensors, state_inputs, state_outputs, streams = {}, [], [], {}
-    for layer, refs, kwargs in _walk(plain):
+    for layer, _, refs, kwargs in _calls(plain):
         plan = plans[layer.name]
         if plan.kind == "input":
             shape = _shapes(layer.output_shape)[0]
@@ -331,7 +317,7 @@ def with_frequency_mean_pool(model: keras.Model) -> keras.Model:
     plain = to_plain(model)
     plans, _ = _plan(plain)
     tensors = {}
-    for layer, refs, kwargs in _walk(plain):
+    for layer, _, refs, kwargs in _calls(plain):
         if isinstance(layer, L.InputLayer):
             tensors[layer.name] = keras.Input(shape=_shapes(layer.output_shape)[0][1:], name=layer.name)
             continue

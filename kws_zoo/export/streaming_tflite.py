@@ -3,10 +3,11 @@
 Both are converted with batch 1 and a step's frames as input, and calibrated on real streams: the
 external form on (frames, states) pairs produced by running the float streaming model over
 representative feature streams, the internal form on the frames in stream order (the calibrator keeps
-the variables between samples, so they see the values a stream gives them). Calibrate the whole-window
-model on windows of the same streams when comparing the two: each int8 model's ranges come from what it
-saw, and two int8 models calibrated on different audio disagree on close calls, measured at ~5% of the
-windows of a weak (80% accurate) model, as often as either disagrees with float.
+the variables between samples, so they see the values a stream gives them). `streaming_forms` converts a
+model's whole-window int8 reference and both streaming forms together, the reference calibrated on windows
+of the same streams: each int8 model's ranges come from what it saw, and two int8 models calibrated on
+different audio disagree on close calls, measured at ~5% of the windows of a weak (80% accurate) model, as
+often as either disagrees with float.
 
 External state: inputs and outputs keep their Keras names through the .tflite signature ('features',
 '<layer>_state' in; 'logits', '<layer>_state' out), so a runner pairs them by name, not by position
@@ -20,15 +21,21 @@ stay float and the graph gets DEQUANTIZE/QUANTIZE islands around every state.
 """
 from __future__ import annotations
 
+import dataclasses
 import warnings
 
 import numpy as np
 
 from kws_zoo.core.compat import keras, tf
-from kws_zoo.export.tflite import converter_of
-from kws_zoo.layers.stream import Stream
+from kws_zoo.core.errors import ExportError
 from kws_zoo.device.flatbuffer import float_ops
-from kws_zoo.export.streaming import reset_states, zero_states
+from kws_zoo.export.reparam import reparameterize
+from kws_zoo.export.streaming import (StreamingSpec, reset_states, streaming_spec, to_streaming,
+                                      with_frequency_mean_pool, zero_states)
+from kws_zoo.export.tflite import converter_of, to_tflite_int8
+from kws_zoo.layers.stream import MODES, Stream
+
+WINDOW_EVERY = 3  # the whole-window reference is calibrated on the window ending at every 3rd frame of a stream
 
 
 def _is_external(stream_model: keras.Model) -> bool:
@@ -57,9 +64,9 @@ def calibration_steps(stream_model: keras.Model, features: np.ndarray, max_steps
     """Yields model inputs ({name: array}, batch 1) met while streaming features [N, T, ...] from zero states.
 
     Internal state: consecutive steps (the calibrator carries the variables from one to the next), the last
-    max_steps / N of each stream, or its last receptive field and a few steps if more. External state: every k-th step of every stream, k chosen for at most
-    max_steps, states computed by the float model as the generator goes (nothing is stored: a DS-CNN's
-    states are 50k values per step).
+    max_steps / N of each stream, or its last receptive field and a few steps if more. External state: every
+    k-th step of every stream, k chosen for at most max_steps, states computed by the float model as the
+    generator goes (nothing is stored: a DS-CNN's states are 50k values per step).
     """
     features = np.asarray(features, np.float32)
     names = _names(stream_model)
@@ -119,5 +126,50 @@ def to_tflite_streaming(stream_model: keras.Model, representative: np.ndarray | 
             variable.assign(value)
     floats = float_ops(model_bytes) if representative is not None else []
     if floats:
-        raise ValueError(f"{stream_model.name}: int8 streaming export left float ops {floats}")
+        raise ExportError(f"{stream_model.name}: int8 streaming export left float ops {floats}")
     return model_bytes
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class StreamForm:
+    model: keras.Model  # the float streaming Keras model (its MACs per step)
+    int8: bytes
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class StreamingForms:
+    """A streamable model as a device runs it, every int8 model calibrated on the same streams."""
+    spec: StreamingSpec
+    inference: keras.Model  # the reparameterized whole-window model, as `kws-zoo export` converts it (its MACs)
+    window: bytes  # int8 whole-window reference, frequency means quantized where the streaming graph has them
+    external: StreamForm
+    internal: StreamForm
+
+    @property
+    def forms(self) -> dict[str, StreamForm]:
+        return {"external": self.external, "internal": self.internal}
+
+
+def calibration_windows(streams: np.ndarray, window_frames: int, every: int = WINDOW_EVERY) -> np.ndarray:
+    """Whole windows [M, window_frames, ...] cut from streams [N, T, ...]: the one ending every `every` frames."""
+    return np.stack([s[end - window_frames + 1:end + 1] for s in streams
+                     for end in range(window_frames - 1, s.shape[0], every)])
+
+
+def streaming_forms(model: keras.Model, streams: np.ndarray, max_steps: int = 2000) -> StreamingForms:
+    """int8 whole-window reference and both streaming forms of `model`, calibrated on feature streams [N, T, ...]
+    (T >= the window); max_steps bounds the streaming forms' calibration steps (see calibration_steps).
+
+    The one place this conversion is done, for stream-export and stream-cost alike: every form sees the same
+    audio, the reference as whole windows cut from the streams (module docstring: int8 models calibrated on
+    different audio disagree on close calls, and their arena and flash differ)."""
+    streams = np.asarray(streams, np.float32)
+    spec = streaming_spec(model)
+    inference = reparameterize(model)
+    windows = calibration_windows(streams, spec.window_frames)
+    window = to_tflite_int8(with_frequency_mean_pool(inference), windows, num_samples=len(windows))
+    forms = {}
+    for mode in MODES:
+        stream_model = to_streaming(model, mode)
+        forms[mode] = StreamForm(stream_model, to_tflite_streaming(stream_model, streams, max_steps=max_steps))
+    return StreamingForms(spec, inference, window, **forms)

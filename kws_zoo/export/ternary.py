@@ -22,9 +22,10 @@ from collections.abc import Iterable
 import numpy as np
 
 from kws_zoo.core.compat import keras
+from kws_zoo.core.errors import ExportError
+from kws_zoo.device.flatbuffer import op_name, read_tflite
 from kws_zoo.export.tflite import to_tflite_int8
 from kws_zoo.layers.ternary_pointwise import export_form, ternary_layers
-from kws_zoo.device.flatbuffer import op_name, read_tflite
 
 
 def _is_conv2d(model, op) -> bool:
@@ -54,7 +55,7 @@ def _match(q: np.ndarray, matrix: np.ndarray) -> np.ndarray | None:
 
 def exact_ternary_int8(model_bytes: bytes, matrices: Iterable[np.ndarray]) -> bytes:
     """Returns a copy of an int8 .tflite in which each ternary conv (one per matrix) has int8
-    weights in {-1, 0, 1}. Raises ValueError if a matrix has no matching CONV_2D."""
+    weights in {-1, 0, 1}. Raises ExportError if a matrix has no matching CONV_2D."""
     buf = bytearray(model_bytes)
     model = read_tflite(buf)
     sub = model.Subgraphs(0)
@@ -63,7 +64,7 @@ def exact_ternary_int8(model_bytes: bytes, matrices: Iterable[np.ndarray]) -> by
 
     def fresh(view: np.ndarray) -> np.ndarray:
         if any(np.shares_memory(view, e) for e in edited):
-            raise ValueError("a ternary conv shares a buffer or scale vector with another tensor")
+            raise ExportError("a ternary conv shares a buffer or scale vector with another tensor")
         edited.append(view)
         return view
 
@@ -85,10 +86,10 @@ def exact_ternary_int8(model_bytes: bytes, matrices: Iterable[np.ndarray]) -> by
         del pending[k]
         live = mags > 0
         if np.any(mags[live] != 127):
-            raise ValueError(f"ternary conv {filt.Name()!r}: expected magnitude 127, got {set(mags[live])}")
+            raise ExportError(f"ternary conv {filt.Name()!r}: expected magnitude 127, got {set(mags[live])}")
         quant = filt.Quantization()
         if quant.QuantizedDimension() != 0 or quant.ScaleLength() != len(mags):
-            raise ValueError(f"ternary conv {filt.Name()!r}: expected per-output-channel weight scales")
+            raise ExportError(f"ternary conv {filt.Name()!r}: expected per-output-channel weight scales")
         w_scale = fresh(quant.ScaleAsNumpy())
         fresh(data)
         q[live] //= 127  # exact: every nonzero is +-127
@@ -100,7 +101,7 @@ def exact_ternary_int8(model_bytes: bytes, matrices: Iterable[np.ndarray]) -> by
                 fresh(b)[live] = np.round(b[live].astype(np.float64) / 127).astype(np.int32)
             fresh(bias.Quantization().ScaleAsNumpy())[live] *= 127
     if pending:
-        raise ValueError(f"{len(pending)} ternary matrices have no matching CONV_2D in the .tflite")
+        raise ExportError(f"{len(pending)} ternary matrices have no matching CONV_2D in the .tflite")
     return bytes(buf)
 
 

@@ -16,8 +16,9 @@ from typing import Any
 import numpy as np
 
 from kws_zoo.core.compat import keras, tf
-from kws_zoo.layers.strided_depthwise import tflite_graph
+from kws_zoo.core.errors import ExportError
 from kws_zoo.device.flatbuffer import float_ops
+from kws_zoo.layers.strided_depthwise import tflite_graph
 
 
 def converter_of(model: keras.Model, trace: Callable[[], Any]) -> tf.lite.TFLiteConverter:
@@ -35,8 +36,8 @@ def converter_of(model: keras.Model, trace: Callable[[], Any]) -> tf.lite.TFLite
 
 def _converter(model: keras.Model) -> tf.lite.TFLiteConverter:
     if len(model.inputs) != 1 or len(model.outputs) != 1:
-        raise ValueError(f"{model.name}: export expects one input and one output, got "
-                         f"{len(model.inputs)} and {len(model.outputs)}")
+        raise ExportError(f"{model.name}: export expects one input and one output, got "
+                          f"{len(model.inputs)} and {len(model.outputs)}")
     # Convert with batch 1, as the device runs it: a dynamic batch dimension makes every Reshape compute
     # its shape at run time (SHAPE, STRIDED_SLICE, PACK ops: more flash, arena and invoke time).
     spec = tf.TensorSpec((1, *model.input_shape[1:]), model.inputs[0].dtype)
@@ -48,8 +49,8 @@ def to_tflite_float(model: keras.Model) -> bytes:
     return bytes(_converter(model).convert())
 
 
-def _examples(model: keras.Model, representative: Iterable | np.ndarray,
-              num_samples: int) -> list[np.ndarray]:
+def representative_examples(model: keras.Model, representative: Iterable | np.ndarray,
+                            num_samples: int) -> list[np.ndarray]:
     """Up to num_samples float32 arrays shaped like one model input ([1, ...]).
 
     Accepts an [N, ...] array or any iterable of examples or batches (arrays, tensors, or
@@ -57,7 +58,7 @@ def _examples(model: keras.Model, representative: Iterable | np.ndarray,
     """
     shape = (1,) + tuple(model.input_shape[1:])
     if any(d is None for d in shape):
-        raise ValueError(f"{model.name}: int8 export needs a static input shape, got {shape}")
+        raise ExportError(f"{model.name}: int8 export needs a static input shape, got {shape}")
     size = math.prod(shape)
     out: list[np.ndarray] = []
     items = representative if not isinstance(representative, np.ndarray) else iter(representative)
@@ -66,20 +67,20 @@ def _examples(model: keras.Model, representative: Iterable | np.ndarray,
             item = item[0]
         arr = np.asarray(item, dtype=np.float32)
         if arr.size == 0 or arr.size % size:
-            raise ValueError(f"representative item of shape {arr.shape} does not fit input {shape}")
+            raise ExportError(f"representative item of shape {arr.shape} does not fit input {shape}")
         for ex in arr.reshape((-1,) + shape[1:]):
             out.append(ex.reshape(shape))
             if len(out) >= num_samples:
                 return out
     if not out:
-        raise ValueError("representative data is empty")
+        raise ExportError("representative data is empty")
     return out
 
 
 def to_tflite_int8(model: keras.Model, representative: Iterable | np.ndarray,
                    num_samples: int = 200) -> bytes:
     """Full-integer .tflite with int8 input and output, calibrated on `representative` features."""
-    examples = _examples(model, representative, num_samples)
+    examples = representative_examples(model, representative, num_samples)
     conv = _converter(model)
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
     conv.representative_dataset = lambda: ([ex] for ex in examples)
@@ -93,6 +94,6 @@ def to_tflite_int8(model: keras.Model, representative: Iterable | np.ndarray,
     floats = float_ops(model_bytes)
     if floats:
         culprits = [op for op in floats if op not in ("QUANTIZE", "DEQUANTIZE")] or floats
-        raise ValueError(f"{model.name}: int8 export left float ops {culprits} (no int8 kernel; "
-                         "wrapped in DEQUANTIZE/QUANTIZE); replace those layers")
+        raise ExportError(f"{model.name}: int8 export left float ops {culprits} (no int8 kernel; "
+                          "wrapped in DEQUANTIZE/QUANTIZE); replace those layers")
     return model_bytes

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from kws_zoo.core.compat import keras
+from kws_zoo.core.errors import ExportError
 
 
 def to_plain(model: keras.Model) -> keras.Model:
@@ -18,7 +19,7 @@ def to_plain(model: keras.Model) -> keras.Model:
 
     def clone(layer: keras.layers.Layer) -> keras.layers.Layer:
         if isinstance(layer, keras.Model):
-            raise ValueError(f"{layer.name}: nested models are not supported; flatten the model first")
+            raise ExportError(f"{layer.name}: nested models are not supported; flatten the model first")
         if hasattr(layer, "plain_layer"):
             new, values = layer.plain_layer()
         else:

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from kws_zoo.core.compat import keras, tf
+from kws_zoo.core.errors import ConfigError, ModelError
 from kws_zoo.layers.bn_affine import bn_affine
 from kws_zoo.layers.strided_depthwise import depthwise_conv2d, depthwise_conv_layer
 
@@ -25,7 +26,7 @@ from kws_zoo.layers.strided_depthwise import depthwise_conv2d, depthwise_conv_la
 def _pair(value: int | Sequence[int], what: str) -> tuple[int, int]:
     pair = (int(value), int(value)) if np.isscalar(value) else tuple(int(v) for v in value)
     if len(pair) != 2 or min(pair) < 1:
-        raise ValueError(f"{what} must be a positive int or a pair of them, got {value!r}")
+        raise ConfigError(f"{what} must be a positive int or a pair of them, got {value!r}")
     return pair
 
 
@@ -59,18 +60,18 @@ class RepConv2D(keras.layers.Layer):
         self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
         self.padding = str(padding).lower()
         if self.padding not in ("same", "valid"):
-            raise ValueError(f"{self.name}: padding must be 'same' or 'valid', got {padding!r}")
+            raise ConfigError(f"{self.name}: padding must be 'same' or 'valid', got {padding!r}")
         if self.filters is None and not self.depthwise:
-            raise ValueError(f"{self.name}: a regular RepConv2D needs filters")
+            raise ConfigError(f"{self.name}: a regular RepConv2D needs filters")
         sizes = (self.kernel_size, *self.branch_kernels)
         if any(k % 2 == 0 for size in sizes for k in size):
-            raise ValueError(f"{self.name}: kernels must be odd to share a centre, got {sizes}")
+            raise ConfigError(f"{self.name}: kernels must be odd to share a centre, got {sizes}")
         if any(b[0] > self.kernel_size[0] or b[1] > self.kernel_size[1] for b in self.branch_kernels):
-            raise ValueError(f"{self.name}: branch kernels {self.branch_kernels} must fit in {self.kernel_size}")
+            raise ConfigError(f"{self.name}: branch kernels {self.branch_kernels} must fit in {self.kernel_size}")
         if len(set(sizes)) != len(sizes):
-            raise ValueError(f"{self.name}: duplicate kernel sizes {sizes} (two branches of one size are one)")
+            raise ConfigError(f"{self.name}: duplicate kernel sizes {sizes} (two branches of one size are one)")
         if max(self.strides) > 1 and max(self.dilation_rate) > 1:
-            raise ValueError(f"{self.name}: strides and dilation together are not supported (nor by Conv2D)")
+            raise ConfigError(f"{self.name}: strides and dilation together are not supported (nor by Conv2D)")
         self.bns = [keras.layers.BatchNormalization(momentum=self.momentum, epsilon=self.epsilon,
                                                     name=f"bn_{h}x{w}") for h, w in sizes]
         self.identity_bn = None
@@ -83,7 +84,7 @@ class RepConv2D(keras.layers.Layer):
     def build(self, input_shape):
         in_channels = int(input_shape[-1])
         if self.depthwise and self.filters not in (None, in_channels):
-            raise ValueError(f"{self.name}: depthwise filters={self.filters} but input has {in_channels} channels")
+            raise ModelError(f"{self.name}: depthwise filters={self.filters} but input has {in_channels} channels")
         out_channels = in_channels if self.depthwise else self.filters
         init = keras.initializers.serialize(self.kernel_initializer)
         self.kernels = [
@@ -130,7 +131,7 @@ class RepConv2D(keras.layers.Layer):
 
     def call(self, inputs, training=None):
         if self.padding == "valid" and (inputs.shape[1] is None or inputs.shape[2] is None):
-            raise ValueError(f"{self.name}: padding 'valid' needs static height and width, got {inputs.shape}")
+            raise ModelError(f"{self.name}: padding 'valid' needs static height and width, got {inputs.shape}")
         out = None
         for kernel, size, bn in zip(self.kernels, self.branch_sizes, self.bns):
             y = bn(self._conv(inputs, kernel, size), training=training)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from kws_zoo.core.compat import keras, tf
+from kws_zoo.core.errors import ConfigError
 from kws_zoo.layers.plain import to_plain
 
 
@@ -40,11 +41,11 @@ class SincConv(keras.layers.Layer):
                  padding: str = "valid", **kwargs):
         super().__init__(**kwargs)
         if kernel_size % 2 == 0 or kernel_size < 3:
-            raise ValueError(f"kernel_size must be odd and >= 3 (a symmetric filter), got {kernel_size}")
+            raise ConfigError(f"kernel_size must be odd and >= 3 (a symmetric filter), got {kernel_size}")
         if padding not in ("valid", "same"):
-            raise ValueError(f"padding must be 'valid' or 'same', got {padding!r}")
+            raise ConfigError(f"padding must be 'valid' or 'same', got {padding!r}")
         if not (0 < min_low_hz and 0 < min_band_hz and min_low_hz + min_band_hz < sample_rate / 2):
-            raise ValueError("need 0 < min_low_hz, 0 < min_band_hz, min_low_hz + min_band_hz < sr / 2")
+            raise ConfigError("need 0 < min_low_hz, 0 < min_band_hz, min_low_hz + min_band_hz < sr / 2")
         self.filters = int(filters)
         self.kernel_size = int(kernel_size)
         self.strides = int(strides)

@@ -16,6 +16,7 @@ Built only by kws_zoo.streaming.to_streaming, which sizes the state and copies t
 from __future__ import annotations
 
 from kws_zoo.core.compat import keras, tf
+from kws_zoo.core.errors import ConfigError
 
 MODES = ("external", "internal")
 
@@ -27,7 +28,7 @@ class Stream(keras.layers.Wrapper):
     def __init__(self, layer: keras.layers.Layer, state_frames: int, mode: str = "external", **kwargs):
         super().__init__(layer, **kwargs)
         if mode not in MODES:
-            raise ValueError(f"{self.name}: mode must be one of {MODES}, got {mode!r}")
+            raise ConfigError(f"{self.name}: mode must be one of {MODES}, got {mode!r}")
         if int(state_frames) < 1:
             raise ValueError(f"{self.name}: state_frames must be >= 1 (a layer without state needs no Stream)")
         self.state_frames = int(state_frames)

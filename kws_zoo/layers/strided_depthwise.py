@@ -16,6 +16,7 @@ import contextlib
 import threading
 
 from kws_zoo.core.compat import keras, tf
+from kws_zoo.core.errors import ConfigError, ModelError
 
 _TRACING_FOR_TFLITE = threading.local()
 
@@ -48,7 +49,7 @@ def depthwise_conv2d(x, kernel, strides: tuple[int, int], padding: str, dilation
         for axis, (k, s, d) in enumerate(zip(kernel.shape[:2], strides, dilations), start=1):
             size = x.shape[axis]
             if size is None and s > 1:  # the stride-1 axis pads (k - 1) * d whatever its size
-                raise ValueError(f"depthwise conv with strides {strides}: axis {axis} needs a static size, "
+                raise ModelError(f"depthwise conv with strides {strides}: axis {axis} needs a static size, "
                                  f"got input shape {x.shape}")
             pads.append(same_padding(size or 1, int(k), s, d))
         x = tf.pad(x, [[0, 0], *pads, [0, 0]])
@@ -63,7 +64,7 @@ class StridedDepthwiseConv2D(keras.layers.DepthwiseConv2D):
 
     def call(self, inputs):
         if self.data_format != "channels_last":
-            raise ValueError(f"{self.name}: only channels_last is supported, got {self.data_format}")
+            raise ConfigError(f"{self.name}: only channels_last is supported, got {self.data_format}")
         y = depthwise_conv2d(inputs, self.depthwise_kernel, self.strides, self.padding, self.dilation_rate)
         if self.use_bias:
             y = tf.nn.bias_add(y, self.bias)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from kws_zoo.core.compat import keras, tf
+from kws_zoo.core.errors import ConfigError, ModelError
 from kws_zoo.layers.bn_affine import bn_affine
 
 
@@ -30,17 +31,17 @@ class SubSpectralNorm(keras.layers.Layer):
         self.momentum = float(momentum)
         self.epsilon = float(epsilon)
         if self.sub_bands < 1:
-            raise ValueError(f"{self.name}: sub_bands must be >= 1, got {sub_bands}")
+            raise ConfigError(f"{self.name}: sub_bands must be >= 1, got {sub_bands}")
         # [B, T, S, F/S, C]: statistics and affine per (sub-band, channel), over batch, time and the band's bins.
         self.bn = keras.layers.BatchNormalization(axis=[2, 4], momentum=self.momentum, epsilon=self.epsilon,
                                                   name="bn")
 
     def build(self, input_shape):
         if len(input_shape) != 4 or input_shape[2] is None or input_shape[-1] is None:
-            raise ValueError(f"{self.name}: needs [B, T, F, C] with static F and C, got {tuple(input_shape)}")
+            raise ModelError(f"{self.name}: needs [B, T, F, C] with static F and C, got {tuple(input_shape)}")
         freq, channels = int(input_shape[2]), int(input_shape[3])
         if freq % self.sub_bands:
-            raise ValueError(f"{self.name}: {freq} frequency bins do not split into {self.sub_bands} sub-bands")
+            raise ModelError(f"{self.name}: {freq} frequency bins do not split into {self.sub_bands} sub-bands")
         self._freq_bins = freq
         self.bn.build(tf.TensorShape([None, input_shape[1], self.sub_bands, freq // self.sub_bands, channels]))
         super().build(input_shape)

@@ -14,6 +14,7 @@ import math
 import numpy as np
 
 from kws_zoo.core.compat import keras, tf
+from kws_zoo.core.errors import ConfigError, ModelError
 from kws_zoo.layers.plain import to_plain
 
 
@@ -24,9 +25,9 @@ def ternary_matrix(seed: int, in_channels: int, out_channels: int, sparsity: flo
     so every process, platform and NumPy version with the same PCG64 stream gives the same matrix.
     """
     if not 0.0 <= sparsity < 1.0:
-        raise ValueError(f"sparsity must be in [0, 1), got {sparsity}")
+        raise ConfigError(f"sparsity must be in [0, 1), got {sparsity}")
     if in_channels < 1 or out_channels < 1:
-        raise ValueError(f"channels must be positive, got {in_channels}x{out_channels}")
+        raise ConfigError(f"channels must be positive, got {in_channels}x{out_channels}")
     key = f"{int(seed)}:{int(in_channels)}:{int(out_channels)}:{float(sparsity)!r}".encode()
     rng = np.random.default_rng(int.from_bytes(hashlib.sha256(key).digest()[:8], "little"))
     n = in_channels * out_channels
@@ -49,7 +50,7 @@ class TernaryPointwise(keras.layers.Layer):
                  **kwargs):
         super().__init__(**kwargs)
         if not 0.0 <= sparsity < 1.0:
-            raise ValueError(f"sparsity must be in [0, 1), got {sparsity}")
+            raise ConfigError(f"sparsity must be in [0, 1), got {sparsity}")
         self.filters = int(filters)
         self.seed = int(seed)
         self.sparsity = float(sparsity)
@@ -59,7 +60,7 @@ class TernaryPointwise(keras.layers.Layer):
     def build(self, input_shape):
         in_channels = input_shape[-1]
         if in_channels is None:
-            raise ValueError(f"{self.name}: the channel dimension must be known")
+            raise ModelError(f"{self.name}: the channel dimension must be known")
         self.matrix = ternary_matrix(self.seed, int(in_channels), self.filters, self.sparsity)
         # A constant, not a tf.Variable: it never enters weights, checkpoints or optimizers.
         self._kernel = tf.constant(self.matrix[None, None])
@@ -96,7 +97,7 @@ class TernaryPointwise(keras.layers.Layer):
         learned scale is applied in float (it multiplies once per output)."""
         dims = tuple(input_shape)[1:]
         if any(d is None for d in dims):
-            raise ValueError(f"{self.name}: needs a static input shape, got {tuple(input_shape)}")
+            raise ModelError(f"{self.name}: needs a static input shape, got {tuple(input_shape)}")
         positions = math.prod(dims[:-1])
         dense = positions * dims[-1] * self.filters
         return dense - (positions * self.filters if self.use_scale else 0)
@@ -138,5 +139,5 @@ def ternary_multiplications_avoided(model: keras.Model, input_shape) -> int:
 def export_form(model: keras.Model) -> keras.Model:
     """The same model with every TernaryPointwise as a plain Conv2D 1x1 (kernel = matrix, times the
     scale if any), other custom layers with `plain_layer()` made plain too. For the int8 .tflite with
-    literal -1/0/+1 weights use `kws_zoo.layers.ternary_tflite.to_tflite_int8_ternary`."""
+    literal -1/0/+1 weights use `kws_zoo.export.ternary.to_tflite_int8_ternary`."""
     return to_plain(model)

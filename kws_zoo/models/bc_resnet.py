@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 
 from kws_zoo.core.compat import keras
+from kws_zoo.core.errors import ConfigError, ModelError
 from kws_zoo.layers.strided_depthwise import depthwise_conv_layer
 from kws_zoo.layers.subspectral_norm import SubSpectralNorm
 from kws_zoo.models.common import feature_input, pad_time
@@ -88,11 +89,11 @@ def bc_res_block(x, channels: int, *, freq_stride: int, dilation: int, sub_bands
 
 def build_bc_resnet(cfg: BcResNetConfig, *, input_shape, num_classes, feature_stats=None) -> keras.Model:
     if not len(cfg.stage_blocks) == len(cfg.stage_widths) == len(cfg.stage_dilations):
-        raise ValueError("stage_blocks, stage_widths and stage_dilations need one entry per stage")
+        raise ConfigError("stage_blocks, stage_widths and stage_dilations need one entry per stage")
     bins = input_shape[-1]
     halvings = 1 + len(cfg.freq_stride_stages)
     if len(input_shape) != 2 or bins % (cfg.sub_bands * 2 ** halvings):
-        raise ValueError(f"BC-ResNet needs (frames, bins) with bins a multiple of {cfg.sub_bands * 2 ** halvings} "
+        raise ModelError(f"BC-ResNet needs (frames, bins) with bins a multiple of {cfg.sub_bands * 2 ** halvings} "
                          f"(SubSpectralNorm bands after {halvings} halvings), got {tuple(input_shape)}; "
                          f"the paper's input is {cfg.default_input_shape}")
     b = cfg.base_channels

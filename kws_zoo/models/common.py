@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from kws_zoo.core.compat import keras
+from kws_zoo.core.errors import ConfigError
 from kws_zoo.layers.strided_depthwise import same_padding
 
 
@@ -39,7 +40,7 @@ def pad_time(x, kernel, strides=1, dilation=1, time_padding: str = "same", name:
     """(x, padding for the conv): 'same' leaves x and says 'same'; otherwise x gets an explicit ZeroPadding2D
     (frequency as 'same', time per `time_padding`, none when nothing to pad) and the conv pads 'valid'."""
     if time_padding not in TIME_PADDINGS:
-        raise ValueError(f"time_padding must be one of {TIME_PADDINGS}, got {time_padding!r}")
+        raise ConfigError(f"time_padding must be one of {TIME_PADDINGS}, got {time_padding!r}")
     if time_padding == "same":
         return x, "same"
     (kt, kf), (st, sf), (dt, df) = _pair(kernel), _pair(strides), _pair(dilation)

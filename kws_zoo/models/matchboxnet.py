@@ -27,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 
 from kws_zoo.core.compat import keras
+from kws_zoo.core.errors import ConfigError
 from kws_zoo.layers.ternary_pointwise import TernaryPointwise, export_form  # noqa: F401 (re-export)
 from kws_zoo.models.common import feature_input, pad_time
 from kws_zoo.models.registry import register_model
@@ -58,14 +59,14 @@ class MatchboxNetConfig:
 
     def __post_init__(self):
         if min(self.blocks, self.repeats, self.channels) < 1:
-            raise ValueError("blocks, repeats and channels must be positive")
+            raise ConfigError("blocks, repeats and channels must be positive")
         if min(self.first_kernel, self.prologue_kernel, self.epilogue_kernel, self.epilogue_dilation) < 1 \
                 or self.kernel_step < 0:
-            raise ValueError("kernel sizes and dilation must be positive, kernel_step non-negative")
+            raise ConfigError("kernel sizes and dilation must be positive, kernel_step non-negative")
         if not 0.0 <= self.ternary_sparsity < 1.0:
-            raise ValueError(f"ternary_sparsity must be in [0, 1), got {self.ternary_sparsity}")
+            raise ConfigError(f"ternary_sparsity must be in [0, 1), got {self.ternary_sparsity}")
         if self.ternary_scope not in ("all", "blocks"):
-            raise ValueError(f"ternary_scope must be 'all' or 'blocks', got {self.ternary_scope!r}")
+            raise ConfigError(f"ternary_scope must be 'all' or 'blocks', got {self.ternary_scope!r}")
 
 
 class _Builder:

@@ -10,13 +10,14 @@ import math
 from typing import Any
 
 from kws_zoo.core.compat import keras
+from kws_zoo.core.errors import ModelError
 from kws_zoo.layers.stream import Stream
 
 
 def _known(shape: Any, layer: keras.layers.Layer) -> tuple[int, ...]:
     dims = tuple(shape)[1:]  # drop batch
     if any(d is None for d in dims):
-        raise ValueError(f"{layer.name}: MACs need static shapes, got {tuple(shape)}")
+        raise ModelError(f"{layer.name}: MACs need static shapes, got {tuple(shape)}")
     return dims
 
 
@@ -24,7 +25,7 @@ def _node_shapes(layer: keras.layers.Layer) -> list[tuple[Any, Any]]:
     """(input_shape, output_shape) for every call of the layer in a functional graph."""
     nodes = layer.inbound_nodes
     if not nodes:
-        raise ValueError(f"{layer.name}: layer was never called in a functional graph; "
+        raise ModelError(f"{layer.name}: layer was never called in a functional graph; "
                          "count_macs needs functional/Sequential models with known shapes")
     return [(layer.get_input_shape_at(i), layer.get_output_shape_at(i)) for i in range(len(nodes))]
 
@@ -79,7 +80,7 @@ def count_macs(model: keras.Model) -> int:
             total += count_macs(layer) * len(layer.inbound_nodes or [None])
             continue
         if isinstance(_unwrap(layer), keras.Model):
-            raise ValueError(f"{layer.name}: wrapped sub-models are not supported")
+            raise ModelError(f"{layer.name}: wrapped sub-models are not supported")
         if not isinstance(_unwrap(layer), _COUNTED):
             continue
         for in_shape, out_shape in _node_shapes(layer):

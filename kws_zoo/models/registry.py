@@ -2,6 +2,9 @@
 
 A preset is (builder, config dataclass instance). `create_model(name, **overrides)` replaces config
 fields, so `create_model("ds_cnn", filters=32)` is a valid experiment without a new preset.
+
+Each family registers its presets when imported. Python runs kws_zoo/models/__init__.py, which imports every
+family, before it runs any module of the package, so the registry is complete wherever this module is reachable.
 """
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ import fnmatch
 from typing import Any, Callable
 
 from kws_zoo.core.compat import keras
+from kws_zoo.core.errors import ModelError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,21 +40,15 @@ def register_model(name: str, *, family: str, builder: Callable, config: Any, st
     return entry
 
 
-def _ensure_families_loaded() -> None:
-    import kws_zoo.models  # noqa: F401  (importing the package registers every family)
-
-
 def list_models(pattern: str = "*") -> list[str]:
     """Sorted names of registered models matching a shell-style pattern, e.g. list_models('ds_cnn*')."""
-    _ensure_families_loaded()
     return sorted(n for n in _REGISTRY if fnmatch.fnmatchcase(n, pattern))
 
 
 def get_entry(name: str) -> ModelEntry:
-    _ensure_families_loaded()
     if name not in _REGISTRY:
         close = [n for n in _REGISTRY if n.split("_")[0] == name.split("_")[0]] or sorted(_REGISTRY)
-        raise KeyError(f"unknown model {name!r}; registered: {', '.join(sorted(close))}")
+        raise ModelError(f"unknown model {name!r}; registered: {', '.join(sorted(close))}")
     return _REGISTRY[name]
 
 
@@ -59,7 +57,7 @@ def model_config(name: str, **overrides) -> Any:
     fields = {f.name for f in dataclasses.fields(entry.config)}
     unknown = sorted(set(overrides) - fields)
     if unknown:
-        raise TypeError(f"{name}: unknown config field(s) {unknown}; valid: {sorted(fields)}")
+        raise ModelError(f"{name}: unknown config field(s) {unknown}; valid: {sorted(fields)}")
     return dataclasses.replace(entry.config, **overrides)
 
 

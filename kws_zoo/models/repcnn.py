@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 
 from kws_zoo.core.compat import keras
+from kws_zoo.core.errors import ConfigError
 from kws_zoo.layers.rep_conv import RepConv2D
 from kws_zoo.layers.strided_depthwise import depthwise_conv_layer
 from kws_zoo.models.common import feature_input, pad_time
@@ -63,7 +64,7 @@ def _conv(x, cfg: RepCnnConfig, name: str, *, filters: int | None, kernel: tuple
 
 def build_repcnn(cfg: RepCnnConfig, *, input_shape, num_classes, feature_stats=None) -> keras.Model:
     if not len(cfg.stage_filters) == len(cfg.stage_blocks) == len(cfg.stage_strides):
-        raise ValueError("stage_filters, stage_blocks and stage_strides need one entry per stage")
+        raise ConfigError("stage_filters, stage_blocks and stage_strides need one entry per stage")
     inputs, x = feature_input(input_shape, feature_stats)
     branches = tuple(tuple(k) for k in cfg.branch_kernels)
     x = _conv(x, cfg, "stem", filters=cfg.stem_filters, kernel=(3, 3), strides=cfg.stem_stride, branches=branches)

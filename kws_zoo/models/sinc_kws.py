@@ -19,8 +19,9 @@ from __future__ import annotations
 import dataclasses
 
 from kws_zoo.core.compat import keras
-from kws_zoo.layers.strided_depthwise import depthwise_conv_layer
+from kws_zoo.core.errors import ConfigError, ModelError
 from kws_zoo.layers.sinc_conv import SincConv, sinc_to_plain  # noqa: F401 (re-export)
+from kws_zoo.layers.strided_depthwise import depthwise_conv_layer
 from kws_zoo.models.registry import register_model
 
 L = keras.layers
@@ -42,9 +43,9 @@ class SincKwsConfig:
 
     def __post_init__(self):
         if not self.raw_waveform:
-            raise ValueError("sinc_kws consumes raw audio; raw_waveform must be True")
+            raise ConfigError("sinc_kws consumes raw audio; raw_waveform must be True")
         if not self.blocks or any(len(b) != 3 or min(b) < 1 for b in self.blocks):
-            raise ValueError(f"blocks must be (channels, kernel, stride) triples, got {self.blocks}")
+            raise ConfigError(f"blocks must be (channels, kernel, stride) triples, got {self.blocks}")
 
 
 def _pool(x, size: int, name: str):
@@ -55,7 +56,7 @@ def _pool(x, size: int, name: str):
 def build_sinc_kws(cfg: SincKwsConfig, *, input_shape, num_classes, feature_stats=None) -> keras.Model:
     del feature_stats  # raw audio: see the module docstring
     if len(input_shape) != 1:
-        raise ValueError(f"sinc_kws takes raw audio (samples,), got input_shape {tuple(input_shape)}")
+        raise ModelError(f"sinc_kws takes raw audio (samples,), got input_shape {tuple(input_shape)}")
     inputs = keras.Input(shape=tuple(input_shape), name="waveform")
     x = L.Reshape((input_shape[0], 1, 1), name="to_time_axis")(inputs)
     x = SincConv(cfg.sinc_filters, cfg.sinc_kernel, cfg.sinc_stride, cfg.sample_rate, name="sinc")(x)

@@ -12,9 +12,14 @@ import os
 import sys
 import time
 
+from kws_zoo import rundir
+from kws_zoo.core.errors import RecipeError, RunDirError
 from kws_zoo.core.files import atomic_write_json, atomic_write_text
+from kws_zoo.evaluate.plots import plot_comparison
+from kws_zoo.models import get_entry
 from kws_zoo.recipe import Recipe, load_recipe, with_epochs
-from kws_zoo.core.errors import RecipeError
+from kws_zoo.train import holds_other_recipe, train
+from kws_zoo.workflows.export_run import export_run
 
 # Row keys, in table order. None marks a value the run does not have (no FSDD eval, no callgrind).
 COLUMNS = ("name", "model", "family", "frontend", "params", "inference_params", "trainable_params", "macs",
@@ -33,32 +38,17 @@ def run_dir_for(recipe: Recipe, out_dir: str) -> str:
     return os.path.join(out_dir, f"{recipe.name}_e{recipe.schedule.epochs}")
 
 
-def _state(run_dir: str) -> dict | None:
-    from kws_zoo.rundir import CHECKPOINT_STATE
-
-    path = os.path.join(run_dir, CHECKPOINT_STATE)
-    if not os.path.exists(path):
-        return None
-    with open(path) as f:
-        return json.load(f)
-
-
 def _finished(run_dir: str, recipe: Recipe) -> bool:
-    state = _state(run_dir)
+    state = rundir.read_checkpoint_state(run_dir)
     return (state is not None and state["epoch"] + 1 >= recipe.schedule.epochs
-            and os.path.exists(os.path.join(run_dir, "model.keras"))
-            and os.path.exists(os.path.join(run_dir, "train_summary.json")))
-
-
-def _same_recipe(run_dir: str, recipe: Recipe) -> bool:
-    with open(os.path.join(run_dir, "recipe.json")) as f:
-        return json.load(f) == json.loads(json.dumps(recipe.to_dict()))
+            and os.path.exists(os.path.join(run_dir, rundir.MODEL))
+            and os.path.exists(os.path.join(run_dir, rundir.TRAIN_SUMMARY)))
 
 
 def _fresh_card(run_dir: str, recipe: Recipe, callgrind: bool) -> dict | None:
     """The existing model card if it describes the current model.keras and has every field asked for."""
-    path = os.path.join(run_dir, "export", "model_card.json")
-    if not os.path.exists(path) or os.path.getmtime(path) < os.path.getmtime(os.path.join(run_dir, "model.keras")):
+    path = os.path.join(run_dir, rundir.EXPORT_DIR, rundir.MODEL_CARD)
+    if not os.path.exists(path) or os.path.getmtime(path) < os.path.getmtime(os.path.join(run_dir, rundir.MODEL)):
         return None
     with open(path) as f:
         card = json.load(f)
@@ -76,9 +66,7 @@ def frontend_summary(recipe: Recipe) -> str:
 
 
 def make_row(recipe: Recipe, run_dir: str, card: dict) -> dict:
-    from kws_zoo.models import get_entry
-
-    history = (_state(run_dir) or {"history": []})["history"]
+    history = (rundir.read_checkpoint_state(run_dir) or {"history": []})["history"]
     fsdd = card.get("extra_eval", {}).get("fsdd", {})
     row = {
         "name": recipe.name, "model": recipe.model, "family": get_entry(recipe.model).family,
@@ -106,10 +94,6 @@ def compare(recipes, out_dir: str, epochs: int | None = None, callgrind: bool = 
 
     recipes: Recipe instances, recipe files, or built-in recipe names.
     """
-    from kws_zoo.workflows.export_run import export_run
-    from kws_zoo.core.errors import RunDirError
-    from kws_zoo.train import train
-
     loaded = [with_epochs(r if isinstance(r, Recipe) else load_recipe(r), epochs) for r in recipes]
     names = [r.name for r in loaded]
     duplicates = sorted({n for n in names if names.count(n) > 1})
@@ -121,11 +105,11 @@ def compare(recipes, out_dir: str, epochs: int | None = None, callgrind: bool = 
         tag = f"[{i}/{len(loaded)}] {recipe.name}"
         run_dir = run_dir_for(recipe, out_dir)
         if _finished(run_dir, recipe):
-            if not _same_recipe(run_dir, recipe):
+            if holds_other_recipe(run_dir, recipe):
                 raise RunDirError(f"{run_dir}: holds a run of a different recipe; move it away or use another --out")
             _say(progress, f"{tag}: trained already ({recipe.schedule.epochs} epochs) in {run_dir}")
         else:
-            done = (_state(run_dir) or {"epoch": -1})["epoch"] + 1
+            done = (rundir.read_checkpoint_state(run_dir) or {"epoch": -1})["epoch"] + 1
             _say(progress, f"{tag}: training {recipe.model}, epochs {done + 1}..{recipe.schedule.epochs} -> {run_dir}")
             train(recipe, run_dir, progress=progress)
         card = _fresh_card(run_dir, recipe, callgrind)
@@ -143,8 +127,6 @@ def compare(recipes, out_dir: str, epochs: int | None = None, callgrind: bool = 
 
 
 def write_outputs(rows: list[dict], out_dir: str, epochs: int | None, callgrind: bool) -> None:
-    from kws_zoo.evaluate.plots import plot_comparison
-
     atomic_write_json(os.path.join(out_dir, "compare.json"),
                       {"epochs_override": epochs, "callgrind": callgrind, "columns": list(COLUMNS), "rows": rows})
     atomic_write_text(os.path.join(out_dir, "compare.md"), markdown_table(rows) + "\n")

@@ -5,153 +5,209 @@ corpus): float Keras, int8 on LiteRT and int8 on the real TFLite Micro interpret
 """
 from __future__ import annotations
 
-import json
+import dataclasses
 import os
-import shutil
 
 import numpy as np
 
+from kws_zoo import rundir
+from kws_zoo.core.compat import keras
+from kws_zoo.core.errors import RunDirError
+from kws_zoo.core.files import atomic_save_keras, atomic_write_bytes, atomic_write_json, atomic_write_text
 from kws_zoo.data.pipeline import features_for
-from kws_zoo.evaluate.accuracy import classification_report
+from kws_zoo.device.c_array import compile_check, write_c_array
+from kws_zoo.device.callgrind import instructions_per_invoke
+from kws_zoo.device.flatbuffer import quant_params, tflite_ops
+from kws_zoo.device.op_resolver import write_op_resolver
+from kws_zoo.device.runtime import TflmModel
+from kws_zoo.device.verify import verify_on_tflm
+from kws_zoo.evaluate.accuracy import classification_report, evaluate_arrays, report_from_scores
 from kws_zoo.evaluate.plots import plot_confusion
-from kws_zoo.device.flatbuffer import quant_params
-from kws_zoo.export.tflite import to_tflite_float, to_tflite_int8
-from kws_zoo.rundir import METADATA
-from kws_zoo.models.saving import load_keras
-from kws_zoo.core.files import atomic_write_bytes, atomic_write_json, atomic_write_text
-from kws_zoo.models.profile import count_macs
-from kws_zoo.device.flatbuffer import tflite_ops
-from kws_zoo.layers.ternary_pointwise import ternary_layers, ternary_multiplications_avoided
-from kws_zoo.export.ternary import to_tflite_int8_ternary
-from kws_zoo.recipe import load_recipe
 from kws_zoo.export.reparam import reparameterize
-from kws_zoo.train import prepare_data
-from kws_zoo.core.files import atomic_save_keras
+from kws_zoo.export.ternary import to_tflite_int8_ternary
+from kws_zoo.export.tflite import to_tflite_float, to_tflite_int8
+from kws_zoo.layers.ternary_pointwise import ternary_layers, ternary_multiplications_avoided
+from kws_zoo.models.profile import count_macs
+from kws_zoo.models.saving import load_keras
+from kws_zoo.recipe import Recipe, load_recipe
+from kws_zoo.rundir import ModelInfo
+from kws_zoo.train import PreparedData, prepare_data
 
 REPRESENTATIVE_EXAMPLES = 500
 
 
-def _trainable(model) -> int:
-    return int(sum(np.prod(w.shape) for w in model.trainable_weights))
+@dataclasses.dataclass(frozen=True, eq=False)
+class TrainedRun:
+    """What export reads of a finished run."""
+    recipe: Recipe
+    recipe_json: bytes  # copied verbatim beside the export
+    model: keras.Model
+    info: ModelInfo
 
 
-def _representative(features: np.ndarray, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    return features[rng.permutation(len(features))[:REPRESENTATIVE_EXAMPLES]]
+@dataclasses.dataclass(frozen=True, eq=False)
+class ExportFeatures:
+    labels: tuple[str, ...]
+    calibration: np.ndarray  # up to REPRESENTATIVE_EXAMPLES training clips, for int8 calibration
+    test: np.ndarray
+    test_labels: np.ndarray
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class DeviceForms:
+    inference: keras.Model  # branches merged, BN folded, custom layers made standard
+    float_bytes: bytes
+    int8_bytes: bytes
 
 
 def export_run(run_dir: str, out_dir: str | None = None, progress: bool = True, callgrind: bool = False) -> dict:
-    from kws_zoo.device.c_array import compile_check, write_c_array
-    from kws_zoo.device.op_resolver import write_op_resolver
-    from kws_zoo.device.verify import verify_on_tflm
-
-    out_dir = out_dir or os.path.join(run_dir, "export")
-    model_path = os.path.join(run_dir, "model.keras")
-    if not os.path.exists(model_path):
-        raise FileNotFoundError(f"{run_dir}: no model.keras (has training finished? run `kws-zoo train` again "
-                                "to resume)")
-    recipe = load_recipe(os.path.join(run_dir, "recipe.json"))
-    model = load_keras(model_path)
+    """Exports RUN_DIR into out_dir (default RUN_DIR/export) and returns the model card."""
+    out_dir = out_dir or os.path.join(run_dir, rundir.EXPORT_DIR)
+    run = load_run(run_dir)
     os.makedirs(out_dir, exist_ok=True)
+    data = prepare_data(run.recipe, progress)
+    feats = export_features(run.recipe, data)
+    float_accuracy = keras_accuracy(run.model, feats.test, feats.test_labels)
+    forms = convert(run.model, feats.calibration)
+    write_model_files(forms, out_dir)
+    # One pass of the test set through TFLM (and LiteRT beside it): the card's numbers and the report's.
+    check = verify_on_tflm(forms.int8_bytes, feats.test, feats.test_labels, progress=progress)
+    write_tflm_report(check["tflm_top1"], feats, run.recipe.name, out_dir)
+    sources = write_device_sources(forms.int8_bytes, check["arena_bytes"], run.recipe.name, out_dir)
+    card = model_card(run, forms, feats, float_accuracy, check, sources)
+    if callgrind:
+        card["instructions_per_invoke"] = int(instructions_per_invoke(forms.int8_bytes))
+    extra = _extra_evaluations(run.recipe, run.model, forms.int8_bytes, data.labels, check["arena_size"], out_dir,
+                               progress)
+    if extra:
+        card["extra_eval"] = extra
+    rundir.write_info(out_dir, run.info)
+    write_card(card, out_dir)
+    atomic_write_bytes(os.path.join(out_dir, rundir.RECIPE), run.recipe_json)
+    return card
 
-    data = prepare_data(recipe, progress)
-    rng_seed = recipe.seed
-    train_features = features_for(_representative(data.waveforms["train"], rng_seed), recipe.frontend,
-                                  background=data.background, seed=rng_seed)
-    test_features = features_for(data.waveforms["test"], recipe.frontend, background=data.background,
-                                 seed=rng_seed)
-    test_labels = data.targets["test"]
 
-    float_pred = model.predict(test_features, batch_size=256, verbose=0).argmax(axis=1)
+def load_run(run_dir: str) -> TrainedRun:
+    model_path = os.path.join(run_dir, rundir.MODEL)
+    if not os.path.exists(model_path):
+        raise RunDirError(f"{run_dir}: no {rundir.MODEL} (has training finished? run `kws-zoo train` again "
+                          "to resume)")
+    recipe_path = os.path.join(run_dir, rundir.RECIPE)
+    with open(recipe_path, "rb") as f:
+        recipe_json = f.read()
+    return TrainedRun(load_recipe(recipe_path), recipe_json, load_keras(model_path), rundir.read_info(run_dir))
+
+
+def _representative(waveforms: np.ndarray, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return waveforms[rng.permutation(len(waveforms))[:REPRESENTATIVE_EXAMPLES]]
+
+
+def export_features(recipe: Recipe, data: PreparedData) -> ExportFeatures:
+    """Calibration features from a seeded sample of the training clips; features of the whole test split."""
+    def features(waveforms):
+        return features_for(waveforms, recipe.frontend, background=data.background, seed=recipe.seed)
+
+    return ExportFeatures(tuple(data.labels), features(_representative(data.waveforms["train"], recipe.seed)),
+                          features(data.waveforms["test"]), data.targets["test"])
+
+
+def keras_accuracy(model: keras.Model, features: np.ndarray, labels: np.ndarray) -> float:
+    return float(np.mean(model.predict(features, batch_size=256, verbose=0).argmax(axis=1) == labels))
+
+
+def convert(model: keras.Model, calibration: np.ndarray) -> DeviceForms:
     # The device runs the inference form: branches merged, BN folded, custom layers made standard
     # (reparameterize checks it numerically against the training form).
     inference = reparameterize(model)
-    atomic_save_keras(inference, os.path.join(out_dir, "model_inference.keras"))
-    float_bytes = to_tflite_float(inference)
-    ternary = ternary_layers(model)
-    if ternary:  # literal -1/0/+1 int8 weights, exactly the matrices regenerated from their seeds
-        int8_bytes = to_tflite_int8_ternary(model, train_features, num_samples=REPRESENTATIVE_EXAMPLES)
+    if ternary_layers(model):  # literal -1/0/+1 int8 weights, exactly the matrices regenerated from their seeds
+        int8_bytes = to_tflite_int8_ternary(model, calibration, num_samples=REPRESENTATIVE_EXAMPLES)
     else:
-        int8_bytes = to_tflite_int8(inference, train_features, num_samples=REPRESENTATIVE_EXAMPLES)
-    atomic_write_bytes(os.path.join(out_dir, "model_float.tflite"), float_bytes)
-    atomic_write_bytes(os.path.join(out_dir, "model_int8.tflite"), int8_bytes)
+        int8_bytes = to_tflite_int8(inference, calibration, num_samples=REPRESENTATIVE_EXAMPLES)
+    return DeviceForms(inference, to_tflite_float(inference), int8_bytes)
 
-    check = verify_on_tflm(int8_bytes, test_features, test_labels, progress=progress)
-    from kws_zoo.device.runtime import TflmModel
 
-    tflm_pred = TflmModel(int8_bytes, arena_size=check["arena_size"]).predict(test_features).argmax(axis=1)
-    tflm_report = classification_report(test_labels, tflm_pred, data.labels)
-    plot_confusion(tflm_report, os.path.join(out_dir, "confusion_tflm_int8.png"),
-                   f"{recipe.name}: TFLM int8, test split, accuracy {tflm_report['accuracy']:.1%}")
-    atomic_write_json(os.path.join(out_dir, "report_tflm_int8.json"), tflm_report)
+def write_model_files(forms: DeviceForms, out_dir: str) -> None:
+    atomic_save_keras(forms.inference, os.path.join(out_dir, rundir.INFERENCE_MODEL))
+    atomic_write_bytes(os.path.join(out_dir, rundir.TFLITE_FLOAT), forms.float_bytes)
+    atomic_write_bytes(os.path.join(out_dir, rundir.TFLITE_INT8), forms.int8_bytes)
 
-    c_name = "".join(ch if ch.isalnum() else "_" for ch in recipe.name) + "_model"
-    cc_path, h_path = write_c_array(int8_bytes, out_dir, c_name, arena_bytes=check["arena_bytes"])
+
+def write_tflm_report(tflm_top1: np.ndarray, feats: ExportFeatures, run_name: str, out_dir: str) -> dict:
+    """Per-class report and confusion PNG of TFLM's predictions on the test split."""
+    report = classification_report(feats.test_labels, tflm_top1, feats.labels)
+    plot_confusion(report, os.path.join(out_dir, rundir.TFLM_CONFUSION),
+                   f"{run_name}: TFLM int8, test split, accuracy {report['accuracy']:.1%}")
+    atomic_write_json(os.path.join(out_dir, rundir.TFLM_REPORT), report)
+    return report
+
+
+def write_device_sources(int8_bytes: bytes, arena_bytes: int, run_name: str, out_dir: str) -> dict:
+    """C array (.cc/.h, compiled once as a check) and op resolver; returns their file names for the card."""
+    c_name = rundir.c_array_name(run_name)
+    cc_path, h_path = write_c_array(int8_bytes, out_dir, c_name, arena_bytes=arena_bytes)
     resolver_path = write_op_resolver(int8_bytes, out_dir, c_name)
     compile_check(cc_path)
+    return {"c_source": os.path.basename(cc_path), "c_header": os.path.basename(h_path),
+            "op_resolver": os.path.basename(resolver_path)}
 
+
+def _trainable(model: keras.Model) -> int:
+    return int(sum(np.prod(w.shape) for w in model.trainable_weights))
+
+
+def model_card(run: TrainedRun, forms: DeviceForms, feats: ExportFeatures, float_accuracy: float, check: dict,
+               sources: dict) -> dict:
+    recipe, model, int8_bytes = run.recipe, run.model, forms.int8_bytes
     in_scale, in_zp, out_scale, out_zp = quant_params(int8_bytes)
-    with open(os.path.join(run_dir, METADATA)) as f:
-        meta = json.load(f)
-    card = {
+    return {
         "name": recipe.name, "model": recipe.model, "model_overrides": recipe.model_overrides,
         "params": int(model.count_params()), "trainable_params": _trainable(model),
-        "inference_params": int(inference.count_params()), "macs": int(count_macs(inference)),
+        "inference_params": int(forms.inference.count_params()), "macs": int(count_macs(forms.inference)),
         "multiplications_avoided": int(ternary_multiplications_avoided(model, model.input_shape[1:]))
-        if ternary else 0,
+        if ternary_layers(model) else 0,
         "flash_bytes": len(int8_bytes), "arena_bytes": check["arena_bytes"],
         "tflm_invoke_ms_host": round(check["tflm_invoke_ms"], 3),
         "ops": sorted(set(tflite_ops(int8_bytes))),
-        "test_examples": int(len(test_labels)),
-        "accuracy": {"float": float(np.mean(float_pred == test_labels)),
-                     "litert_int8": check["litert_accuracy"], "tflm_int8": check["tflm_accuracy"]},
+        "test_examples": int(len(feats.test_labels)),
+        "accuracy": {"float": float_accuracy, "litert_int8": check["litert_accuracy"],
+                     "tflm_int8": check["tflm_accuracy"]},
         "tflm_litert_top1_agreement": check["top1_agreement"], "tflm_litert_max_lsb_diff": check["max_lsb_diff"],
-        "labels": list(data.labels), "frontend": recipe.frontend.to_dict(), "clip_ms": recipe.clip_ms,
+        "labels": list(feats.labels), "frontend": recipe.frontend.to_dict(), "clip_ms": recipe.clip_ms,
         "input": {"shape": list(model.input_shape[1:]), "dtype": "int8", "scale": in_scale, "zero_point": in_zp},
         "output": {"dtype": "int8", "scale": out_scale, "zero_point": out_zp},
-        "files": {"tflite_int8": "model_int8.tflite", "tflite_float": "model_float.tflite",
-                  "c_source": os.path.basename(cc_path), "c_header": os.path.basename(h_path),
-                  "op_resolver": os.path.basename(resolver_path), "confusion_png": "confusion_tflm_int8.png"},
+        "files": {"tflite_int8": rundir.TFLITE_INT8, "tflite_float": rundir.TFLITE_FLOAT, **sources,
+                  "confusion_png": rundir.TFLM_CONFUSION},
         "data": recipe.data.to_dict(),
     }
-    if callgrind:
-        from kws_zoo.device.callgrind import instructions_per_invoke
 
-        card["instructions_per_invoke"] = int(instructions_per_invoke(int8_bytes))
-    extra = _extra_evaluations(recipe, model, int8_bytes, data.labels, check["arena_size"], out_dir, progress)
-    if extra:
-        card["extra_eval"] = extra
-    atomic_write_json(os.path.join(out_dir, METADATA), meta)
-    atomic_write_json(os.path.join(out_dir, "model_card.json"), card)
-    atomic_write_text(os.path.join(out_dir, "model_card.md"), format_card(card, markdown=True))
-    shutil.copy(os.path.join(run_dir, "recipe.json"), os.path.join(out_dir, "recipe.json"))
-    return card
+
+def write_card(card: dict, out_dir: str) -> None:
+    atomic_write_json(os.path.join(out_dir, rundir.MODEL_CARD), card)
+    atomic_write_text(os.path.join(out_dir, rundir.MODEL_CARD_MD), format_card(card, markdown=True))
 
 
 def _extra_evaluations(recipe, model, int8_bytes, labels, arena_size, out_dir, progress) -> dict:
     """Accuracy on each of the recipe's extra evaluation sets (e.g. real FSDD speech), float and TFLM int8."""
-    from kws_zoo.evaluate.accuracy import evaluate_arrays
-    from kws_zoo.device.runtime import TflmModel
-
+    if not recipe.extra_eval:
+        return {}
+    tflm = TflmModel(int8_bytes, arena_size=arena_size)
+    runtimes = (("float", lambda x: model.predict(x, batch_size=256, verbose=0)), ("tflm_int8", tflm.predict))
     results = {}
     for cfg in recipe.extra_eval:
         waves, targets, data_labels, background = evaluate_arrays(cfg, recipe.clip_samples, "test", progress)
         feats = features_for(waves, recipe.frontend, background=background, seed=recipe.seed)
-        name = cfg.kind
         row = {}
-        for runtime, run in (("float", lambda x: model.predict(x, batch_size=256, verbose=0)),
-                             ("tflm_int8", TflmModel(int8_bytes, arena_size=arena_size).predict)):
-            from kws_zoo.evaluate.accuracy import report_from_scores
-
+        for runtime, run in runtimes:
             report = report_from_scores(run(feats), targets, data_labels, labels)
             row[runtime] = report["accuracy"]
             if "closed_set_accuracy" in report:
                 row[f"{runtime}_closed_set"] = report["closed_set_accuracy"]
             if runtime == "tflm_int8":
-                plot_confusion(report, os.path.join(out_dir, f"confusion_{cfg.kind}_tflm_int8.png"),
+                plot_confusion(report, os.path.join(out_dir, rundir.extra_confusion_file(cfg.kind)),
                                f"{recipe.name} on {cfg.kind}: TFLM int8, accuracy {report['accuracy']:.1%}")
         row["examples"] = int(len(targets))
-        results[name] = row
+        results[cfg.kind] = row
     return results
 
 

@@ -9,42 +9,34 @@ for both forms, so streaming saves weight traffic only by invoking less often, n
 from __future__ import annotations
 
 import numpy as np
-from kws_zoo.models.profile import step_macs
-from kws_zoo.device.flatbuffer import weight_bytes
+from tqdm import tqdm
 
-# TensorFlow is imported inside the functions: `kws-zoo --help` imports this module for its arguments.
+from kws_zoo.device.flatbuffer import weight_bytes
+from kws_zoo.device.runtime import TflmModel
+from kws_zoo.device.streaming import TflmStreamingModel
+from kws_zoo.export.streaming_tflite import streaming_forms
+from kws_zoo.models import create_model, get_entry, list_models
+from kws_zoo.models.profile import count_macs, step_macs
 
 
 def streaming_cost(model, *, hop_ms: float, representative: np.ndarray, recompute_ms: float = 20.0,
                    max_steps: int = 300) -> dict:
     """Cost of `model` run as a whole window every recompute_ms and streamed (external and internal state),
     each as int8 on TFLM. representative: feature streams [N, T, ...] for calibration (T >= window)."""
-    from kws_zoo.export.tflite import to_tflite_int8
-    from kws_zoo.models.profile import count_macs
-    from kws_zoo.export.reparam import reparameterize
-    from kws_zoo.export.streaming import streaming_spec, to_streaming
-    from kws_zoo.export.streaming_tflite import to_tflite_streaming
-    from kws_zoo.device.runtime import TflmModel
-    from kws_zoo.device.streaming import TflmStreamingModel
-
-    spec = streaming_spec(model)
-    window = spec.window_frames
-    representative = np.asarray(representative, np.float32)
-    windows = np.stack([s[t:t + window] for s in representative
-                        for t in range(0, representative.shape[1] - window + 1, max(1, window // 4))])
-    inference = reparameterize(model)  # what kws_zoo.workflows.export_run exports: branches merged, BN folded, layers standard
-    whole = to_tflite_int8(inference, windows, num_samples=max_steps)
+    # stream-export's conversion, so these are the costs of the files it writes. The whole window is its int8
+    # reference: frequency means as depthwise convs (the streaming graph's), measured on ds_cnn_stream at 576
+    # weight bytes and 768 arena bytes more than the pool `kws-zoo export` keeps; the same MACs are counted.
+    forms = streaming_forms(model, representative, max_steps=max_steps)
+    spec = forms.spec
     per_s = 1000.0 / recompute_ms
-    macs = count_macs(inference)
-    report = {"window_frames": window, "frames_per_step": spec.frames_per_step, "hop_ms": hop_ms,
+    report = {"window_frames": spec.window_frames, "frames_per_step": spec.frames_per_step, "hop_ms": hop_ms,
               "recompute_ms": recompute_ms, "padding": spec.padding,
-              "non_streaming": _row(macs, per_s, whole, TflmModel(whole).arena_bytes, state=0)}
+              "non_streaming": _row(count_macs(forms.inference), per_s, forms.window,
+                                    TflmModel(forms.window).arena_bytes, state=0)}
     steps_per_s = 1000.0 / (hop_ms * spec.frames_per_step)
-    for mode in ("external", "internal"):
-        stream_model = to_streaming(model, mode)
-        int8 = to_tflite_streaming(stream_model, representative, max_steps=max_steps)
-        tflm = TflmStreamingModel(int8)
-        report[mode] = _row(step_macs(stream_model), steps_per_s, int8, tflm.arena_bytes, tflm.state_bytes)
+    for mode, form in forms.forms.items():
+        tflm = TflmStreamingModel(form.int8)
+        report[mode] = _row(step_macs(form.model), steps_per_s, form.int8, tflm.arena_bytes, tflm.state_bytes)
     report["macs_per_s_ratio"] = report["non_streaming"]["macs_per_s"] / report["external"]["macs_per_s"]
     return report
 
@@ -75,8 +67,6 @@ def format_cost(name: str, report: dict) -> str:
 def preset_cost(name: str, hop_ms: float | None = None, num_classes: int = 12) -> dict:
     """streaming_cost of a registered streamable preset at its default input, calibrated on random-walk
     feature streams (costs do not depend on the weights). hop_ms defaults to a ~1 s window's hop."""
-    from kws_zoo.models import create_model
-
     model = create_model(name, num_classes=num_classes)
     window, bins = model.input_shape[1], model.input_shape[-1]
     hop_ms = hop_ms or (20.0 if window < 60 else 10.0)
@@ -102,9 +92,5 @@ def summary_table(reports: dict) -> str:
 
 def cost_of_presets(names=(), hop_ms: float | None = None, progress: bool = True) -> dict:
     """{preset: preset_cost} for the named presets, or for every streamable one."""
-    from tqdm import tqdm
-
-    from kws_zoo.models import get_entry, list_models
-
     names = list(names) or [n for n in list_models() if get_entry(n).streamable]
     return {name: preset_cost(name, hop_ms) for name in tqdm(names, desc="stream-cost", disable=not progress)}

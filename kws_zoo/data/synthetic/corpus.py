@@ -1,7 +1,7 @@
 """Built-in synthetic keyword corpus in the Google Speech Commands layout, spoken by TTS voices.
 
 A "speaker" is a TTS voice plus its own rate and pitch; its 8-hex-digit id is the GSC file-name prefix,
-so GSC's hash rule (`gsc_split.which_set`) splits by speaker exactly as for the real corpus. Every clip
+so GSC's hash rule (kws_zoo.data.splits.gsc_split) splits by speaker exactly as for the real corpus. Every clip
 is a pure function of (seed, speaker, word, take): the result is identical for any worker count, and a
 re-run only renders the files that are missing.
 """
@@ -17,13 +17,16 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
+import soundfile as sf
+from tqdm import tqdm
 
+from kws_zoo.core.errors import ConfigError, DataError, EngineError
+from kws_zoo.core.files import atomic_write_text
 from kws_zoo.data.audio import SAMPLE_RATE, fit_length, write_wav
+from kws_zoo.data.splits import SPLITS, gsc_split, speaker_of
 from kws_zoo.data.synthetic import noise
-from kws_zoo.data.splits import SPLITS, speaker_of, which_set
 from kws_zoo.data.synthetic.defaults import DEFAULT_SPEAKERS, ENGINES
 from kws_zoo.data.synthetic.tts import check_engine, engine_version, tts_render, tts_render_many, voices
-from kws_zoo.core.errors import EngineError
 
 GSC_V2_WORDS = ("backward", "bed", "bird", "cat", "dog", "down", "eight", "five", "follow", "forward", "four",
                 "go", "happy", "house", "learn", "left", "marvin", "nine", "no", "off", "on", "one", "right",
@@ -68,7 +71,7 @@ def all_speakers(seed: int, engines: Sequence[str] = ENGINES) -> list[Speaker]:
     per_engine = []
     for engine in engines:
         if engine not in ENGINES:
-            raise ValueError(f"unknown TTS engine {engine!r}; choose from {ENGINES}")
+            raise ConfigError(f"unknown TTS engine {engine!r}; choose from {ENGINES}")
         names = voices(engine)
         reps = 1 if engine == "espeak" else IDENTITIES_PER_VOICE
         rng = np.random.default_rng(stable_seed(seed, "speakers", engine))
@@ -85,7 +88,7 @@ def all_speakers(seed: int, engines: Sequence[str] = ENGINES) -> list[Speaker]:
         per_engine.append([found[i] for i in rng.permutation(len(found))])
     out = [group[i] for i in range(max(map(len, per_engine), default=0)) for group in per_engine if i < len(group)]
     if len({s.id for s in out}) != len(out):
-        raise RuntimeError("speaker id collision; change the seed")
+        raise ConfigError(f"seed {seed} gives two speakers the same id; choose another seed")
     return out
 
 
@@ -195,7 +198,7 @@ def make_corpus(out_dir: str | os.PathLike, words: Sequence[str] = GSC_V2_WORDS,
     """Writes (or completes) the corpus in `out_dir` and returns its card; `speakers=None` uses all."""
     words, engines = _check_words(words), tuple(engines)
     if speakers is not None and speakers < 1 or takes < 1:
-        raise ValueError("speakers and takes must be >= 1")
+        raise ConfigError("speakers and takes must be >= 1")
     chosen = select_speakers(seed, engines, speakers)
     used_engines = tuple(e for e in engines if any(s.engine == e for s in chosen))
     out = Path(out_dir)
@@ -226,8 +229,6 @@ def make_corpus(out_dir: str | os.PathLike, words: Sequence[str] = GSC_V2_WORDS,
 
 
 def _execute(tasks: list[tuple], total: int, workers: int, progress: bool) -> None:
-    from tqdm import tqdm
-
     with tqdm(total=total, unit="file", desc="synthetic corpus", disable=not progress, smoothing=0.1) as bar:
         if workers <= 1 or len(tasks) <= 1:
             for task in tasks:
@@ -244,7 +245,7 @@ def _check_words(words: Iterable[str]) -> tuple[str, ...]:
     words = tuple(words)
     bad = [w for w in words if not _WORD_RE.match(w)]
     if not words or bad or len(set(words)) != len(words):
-        raise ValueError(f"words must be unique lowercase words (letters, ' and -); got {list(words)}")
+        raise ConfigError(f"words must be unique lowercase words (letters, ' and -); got {list(words)}")
     return words
 
 
@@ -255,13 +256,13 @@ def _claim(out: Path, seed: int) -> None:
     if stamp.exists():
         theirs = json.loads(stamp.read_text())
         if theirs != mine:
-            raise ValueError(f"{out} holds a synthetic corpus made with {theirs}, not {mine}; "
+            raise DataError(f"{out} holds a synthetic corpus made with {theirs}, not {mine}; "
                              "use another output directory or the same seed")
         return
     if out.exists() and any(p.name != BACKGROUND_DIR and p.is_dir() for p in out.iterdir()):
-        raise ValueError(f"{out} already contains data that this generator did not make; choose an empty dir")
+        raise DataError(f"{out} already contains data that this generator did not make; choose an empty dir")
     out.mkdir(parents=True, exist_ok=True)
-    stamp.write_text(json.dumps(mine))
+    atomic_write_text(stamp, json.dumps(mine))
 
 
 # ---- lists and card ---------------------------------------------------------------------------------------
@@ -274,9 +275,9 @@ def write_card(out: Path, seed: int, settings: dict) -> dict:
     by_id = {s.id: s for s in all_speakers(seed, ENGINES)}
     files = sorted(f"{d.name}/{f.name}" for d in out.iterdir() if d.is_dir() and not d.name.startswith(("_", "."))
                    for f in d.iterdir() if f.suffix == ".wav")
-    split_of = {rel: which_set(rel) for rel in files}
+    split_of = {rel: gsc_split(rel) for rel in files}
     for split, name in (("validation", "validation_list.txt"), ("test", "testing_list.txt")):
-        _write_text(out / name, "".join(f"{rel}\n" for rel in files if split_of[rel] == split))
+        atomic_write_text(out / name, "".join(f"{rel}\n" for rel in files if split_of[rel] == split))
 
     words = sorted({rel.split("/")[0] for rel in files})
     per_word = {w: dict.fromkeys(SPLITS, 0) for w in words}
@@ -311,8 +312,8 @@ def write_card(out: Path, seed: int, settings: dict) -> dict:
                      for sid in sorted(spk_split)],
     }
     card = json.loads(json.dumps(card))  # the caller gets exactly what card.json holds (lists, not tuples)
-    _write_text(out / "card.json", json.dumps(card, indent=1) + "\n")
-    _write_text(out / "card.md", _card_markdown(card))
+    atomic_write_text(out / "card.json", json.dumps(card, indent=1) + "\n")
+    atomic_write_text(out / "card.md", _card_markdown(card))
     return card
 
 
@@ -339,15 +340,7 @@ def _card_markdown(card: dict) -> str:
     return "\n".join(lines)
 
 
-def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def _wav_seconds(path: Path) -> float:
-    import soundfile as sf
-
     return sf.info(str(path)).duration
 
 

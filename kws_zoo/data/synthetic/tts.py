@@ -19,9 +19,9 @@ from typing import Sequence
 import numpy as np
 import soundfile as sf
 
-from kws_zoo.data.synthetic.defaults import ENGINES
+from kws_zoo.core.errors import ConfigError, EngineError, EngineMissing
 from kws_zoo.data.audio import SAMPLE_RATE, resample
-from kws_zoo.core.errors import EngineError, EngineMissing
+from kws_zoo.data.synthetic.defaults import ENGINES
 
 BINARIES = {"espeak": "espeak-ng", "flite": "flite", "festival": "festival"}
 # apt package that provides each binary and each festival voice (named in error messages)
@@ -68,7 +68,7 @@ def voices(engine: str) -> tuple[str, ...]:
         return FLITE_VOICES
     if engine == "festival":
         return FESTIVAL_VOICES
-    raise ValueError(f"unknown TTS engine {engine!r}; choose from {ENGINES}")
+    raise ConfigError(f"unknown TTS engine {engine!r}; choose from {ENGINES}")
 
 
 @functools.lru_cache(maxsize=None)
@@ -120,7 +120,7 @@ def tts_render_many(engine: str, voice: str, items: Sequence[Item]) -> list[np.n
         return [_flite(voice, *item) for item in items]
     if engine == "festival":
         return _festival(voice, items)
-    raise ValueError(f"unknown TTS engine {engine!r}; choose from {ENGINES}")
+    raise ConfigError(f"unknown TTS engine {engine!r}; choose from {ENGINES}")
 
 
 def _espeak(voice: str, text: str, rate: float, pitch: float) -> np.ndarray:
@@ -132,7 +132,7 @@ def _espeak(voice: str, text: str, rate: float, pitch: float) -> np.ndarray:
 
 def _flite(voice: str, text: str, rate: float, pitch: float) -> np.ndarray:
     if voice not in FLITE_VOICES:
-        raise ValueError(f"unknown flite voice {voice!r}; choose from {FLITE_VOICES}")
+        raise ConfigError(f"unknown flite voice {voice!r}; choose from {FLITE_VOICES}")
     shift = 1.0 if voice in _FLITE_F0 else pitch
     args = [require_binary("flite"), "-voice", voice, "--setf", f"duration_stretch={shift / rate:.4f}"]
     if voice in _FLITE_F0:
@@ -143,7 +143,7 @@ def _flite(voice: str, text: str, rate: float, pitch: float) -> np.ndarray:
 
 def _festival(voice: str, items: Sequence[Item]) -> list[np.ndarray]:
     if voice not in FESTIVAL_VOICES:
-        raise ValueError(f"unknown festival voice {voice!r}; choose from {FESTIVAL_VOICES}")
+        raise ConfigError(f"unknown festival voice {voice!r}; choose from {FESTIVAL_VOICES}")
     binary = require_binary("festival")
     diphone = voice in _FESTIVAL_DIPHONES
     with tempfile.TemporaryDirectory(prefix="kws_festival_") as tmp:

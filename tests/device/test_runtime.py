@@ -9,15 +9,19 @@ import subprocess
 import numpy as np
 import pytest
 
-from kws_zoo.export import tflite as export
-from kws_zoo.device.flatbuffer import quant_params
-from kws_zoo.device.quant import dequantize, quantize
-from kws_zoo.device import flatbuffer
 from kws_zoo.core.compat import keras
+from kws_zoo.core.errors import ConfigError, DeviceError
+from kws_zoo.device import flatbuffer
 from kws_zoo.device.c_array import compile_check, write_c_array
+from kws_zoo.device.callgrind import instructions_per_invoke
+from kws_zoo.device.flatbuffer import quant_params
 from kws_zoo.device.op_resolver import tflm_method, write_op_resolver
-from kws_zoo.device.runtime import LiteRtModel, TflmModel, capture_c_stderr
+from kws_zoo.device.quant import dequantize, quantize
+from kws_zoo.device.runtime import MIN_AUTO_ARENA, LiteRtModel, TflmModel, capture_c_stderr
 from kws_zoo.device.verify import verify_on_tflm
+from kws_zoo.export import tflite as export
+
+from helpers import tiny_cnn
 
 # Its module-scoped fixtures train or render data: under pytest-xdist the module stays on one worker.
 pytestmark = pytest.mark.xdist_group("test_tflm")
@@ -41,13 +45,7 @@ def trained():
     keras.utils.set_random_seed(0)
     rng = np.random.default_rng(0)
     x, y = _textures(480, rng)
-    inp = keras.Input((49, 10, 1))
-    h = L.Conv2D(8, (10, 4), strides=(2, 2), padding="same")(inp)
-    h = L.DepthwiseConv2D(3, padding="same")(h)
-    h = L.BatchNormalization()(h)
-    h = L.ReLU()(h)
-    h = L.GlobalAveragePooling2D()(h)
-    model = keras.Model(inp, L.Dense(4)(h))
+    model = tiny_cnn()
     model.compile(keras.optimizers.Adam(1e-2),
                   keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     model.fit(x[:320], y[:320], epochs=6, batch_size=32, verbose=0)
@@ -114,7 +112,7 @@ def test_arena_bytes_is_the_real_minimum(trained, tflm_model):
     assert 1000 < used < 64 * 1024
     assert tflm_model.arena_size == used  # auto mode rebuilt the interpreter at the measured size
     assert TflmModel(trained[0], arena_size=1 << 20).arena_bytes == used
-    with pytest.raises(RuntimeError, match="missing"):
+    with pytest.raises(DeviceError, match="missing"):
         TflmModel(trained[0], arena_size=used - 16)
 
 
@@ -122,11 +120,9 @@ def test_unsupported_op_fails_without_arena_search():
     inp = keras.Input((8,))
     fb = export.to_tflite_float(keras.Model(inp, L.Dense(4, activation="gelu")(inp)))
     assert "GELU" in flatbuffer.tflite_ops(fb)
-    with pytest.raises(RuntimeError, match="GELU") as err:
+    with pytest.raises(DeviceError, match="GELU") as err:
         TflmModel(fb)
-    from kws_zoo.device.runtime import _MIN_AUTO_ARENA
-
-    assert f"arena {_MIN_AUTO_ARENA} bytes" in str(err.value)  # first attempt, not a doubled one
+    assert f"arena {MIN_AUTO_ARENA} bytes" in str(err.value)  # first attempt, not a doubled one
 
 
 def test_capture_c_stderr_reads_fd2_and_restores_it():
@@ -168,7 +164,7 @@ int main() {{
   return std::memcmp(kws_model + 4, "TFL3", 4) == 0 ? 0 : 3;
 }}
 """, [str(tmp_path)])
-    with pytest.raises(ValueError):
+    with pytest.raises(ConfigError):
         write_c_array(model_bytes, tmp_path, "not-an-identifier")
 
 
@@ -233,14 +229,12 @@ def test_tflm_method_names():
     assert tflm_method("BATCH_MATMUL") == "AddBatchMatMul"
     assert tflm_method("UNIDIRECTIONAL_SEQUENCE_LSTM") == "AddUnidirectionalSequenceLSTM"
     for bad in ("GELU", "CUSTOM:MyOp"):
-        with pytest.raises(ValueError):
+        with pytest.raises(DeviceError):
             tflm_method(bad)
 
 
 @pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind not installed")
 def test_callgrind_counts_instructions_per_invoke(trained):
-    from kws_zoo.device.callgrind import instructions_per_invoke
-
     per_invoke = instructions_per_invoke(trained[0], invokes=2)
     # Reference kernels spend at least one instruction per MAC (conv 8*10*4*125, dw 8*9*125,
     # fc 32), and this model is far below 10 M instructions.

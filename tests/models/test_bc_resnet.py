@@ -5,13 +5,15 @@ import numpy as np
 import pytest
 
 from kws_zoo.core.compat import keras
+from kws_zoo.core.errors import ModelError
+from kws_zoo.device.flatbuffer import tflite_ops
+from kws_zoo.device.runtime import TflmModel
+from kws_zoo.export.reparam import max_abs_diff, reparameterize
 from kws_zoo.export.tflite import to_tflite_int8
 from kws_zoo.layers.subspectral_norm import SubSpectralNorm
 from kws_zoo.models import create_model, get_entry
-from kws_zoo.device.flatbuffer import tflite_ops
-from kws_zoo.export.reparam import max_abs_diff, reparameterize
-from kws_zoo.device.runtime import TflmModel
-from reparam_helpers import ARENA, custom_layers, randomize_bn
+
+from helpers import ARENA, custom_layers, randomize_bn
 
 L = keras.layers
 SHAPE = (98, 40)
@@ -46,7 +48,7 @@ def test_bc_resnet_1_shapes_follow_the_paper():
     assert "s0b0_residual" not in [la.name for la in model.layers]  # transition blocks have no identity
     assert shape("tail_dw") == (98, 1, 20)  # 5x5 depthwise unpadded in frequency: 5 bins -> 1
     assert shape("tail_relu") == (98, 1, 32)
-    with pytest.raises(ValueError, match="multiple of 40"):
+    with pytest.raises(ModelError, match="multiple of 40"):
         create_model("bc_resnet_1", input_shape=(49, 10))
 
 
@@ -81,7 +83,7 @@ def test_ssn_folds_exactly_and_round_trips():
     assert np.ptp(scale[::4], axis=0).min() > 0  # bands really differ (bins 0, 4, ... are in 5 bands)
     clone = keras.Model.from_config(model.get_config())
     assert clone.get_layer("ssn").get_config() == model.get_layer("ssn").get_config()
-    with pytest.raises(ValueError, match="sub-bands"):
+    with pytest.raises(ModelError, match="sub-bands"):
         SubSpectralNorm(3)(keras.Input((7, 20, 3)))
 
 

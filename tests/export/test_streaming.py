@@ -5,17 +5,16 @@ import numpy as np
 import pytest
 
 from kws_zoo.core.compat import keras
-from kws_zoo.export.tflite import to_tflite_int8
-from kws_zoo.models import create_model, get_entry, list_models
-from kws_zoo.export.reparam import reparameterize
 from kws_zoo.core.errors import StreamingError
-from kws_zoo.export.streaming import (reset_states, run_stream, streaming_spec, to_streaming,
-    with_frequency_mean_pool, zero_states)
-from kws_zoo.models.profile import step_macs
-from kws_zoo.models.profile import count_macs
-from kws_zoo.export.streaming_tflite import to_tflite_streaming
 from kws_zoo.device.runtime import TflmModel
 from kws_zoo.device.streaming import TflmStreamingModel
+from kws_zoo.export.reparam import reparameterize
+from kws_zoo.export.streaming import (reset_states, run_stream, streaming_spec, to_streaming,
+                                      with_frequency_mean_pool, zero_states)
+from kws_zoo.export.streaming_tflite import to_tflite_streaming
+from kws_zoo.export.tflite import to_tflite_int8
+from kws_zoo.models import create_model, get_entry, list_models
+from kws_zoo.models.profile import count_macs, step_macs
 
 STREAMABLE = [n for n in list_models() if get_entry(n).streamable]
 

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from kws_zoo.core.compat import tf
+from kws_zoo.core.errors import ConfigError
 from kws_zoo.data.frontends import FrontendConfig, make_frontend, micro_features
 
 
@@ -55,9 +56,9 @@ def test_micro_frontend_shape_and_determinism():
 
 
 def test_bad_configs_are_rejected():
-    with pytest.raises(ValueError, match="kind"):
+    with pytest.raises(ConfigError, match="kind"):
         FrontendConfig(kind="spectrogram")
-    with pytest.raises(ValueError, match="fmax"):
+    with pytest.raises(ConfigError, match="fmax"):
         FrontendConfig(fmax=9000)
-    with pytest.raises(ValueError, match="micro frontend is fixed"):
+    with pytest.raises(ConfigError, match="micro frontend is fixed"):
         FrontendConfig(kind="micro", num_mels=32)

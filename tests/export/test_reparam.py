@@ -5,14 +5,16 @@ import numpy as np
 import pytest
 
 from kws_zoo.core.compat import keras
+from kws_zoo.core.errors import ConfigError, ExportError
+from kws_zoo.device.flatbuffer import read_tflite, tflite_ops
+from kws_zoo.device.runtime import TflmModel
+from kws_zoo.export.reparam import max_abs_diff, reparameterize
 from kws_zoo.export.tflite import to_tflite_int8
 from kws_zoo.layers.rep_conv import RepConv2D
 from kws_zoo.layers.strided_depthwise import StridedDepthwiseConv2D
 from kws_zoo.models import create_model, list_models
-from kws_zoo.device.flatbuffer import read_tflite, tflite_ops
-from kws_zoo.export.reparam import max_abs_diff, reparameterize
-from kws_zoo.device.runtime import TflmModel
-from reparam_helpers import ARENA, custom_layers, randomize_bn
+
+from helpers import ARENA, custom_layers, randomize_bn
 
 # Its module-scoped fixtures train or render data: under pytest-xdist the module stays on one worker.
 pytestmark = pytest.mark.xdist_group("test_reparam")
@@ -142,11 +144,11 @@ def test_rep_conv_config_round_trip_and_validation():
     cfg = clone.get_config()
     assert cfg == layer.get_config()
     assert (cfg["kernel_size"], cfg["dilation_rate"], cfg["branch_kernels"]) == ((5, 1), (2, 1), ((3, 1), (1, 1)))
-    with pytest.raises(ValueError, match="odd"):
+    with pytest.raises(ConfigError, match="odd"):
         RepConv2D(4, 4)
-    with pytest.raises(ValueError, match="must fit"):
+    with pytest.raises(ConfigError, match="must fit"):
         RepConv2D(4, (3, 1), branch_kernels=((1, 3),))
-    with pytest.raises(ValueError, match="dilation"):
+    with pytest.raises(ConfigError, match="dilation"):
         RepConv2D(4, 3, strides=2, dilation_rate=2)
 
 
@@ -161,5 +163,5 @@ def test_branch_kernels_start_different():
 
 def test_reparameterize_rejects_non_functional_models():
     seq = keras.Sequential([keras.Input((4, 4, 1)), L.Conv2D(2, 3)])
-    with pytest.raises(ValueError, match="functional"):
+    with pytest.raises(ExportError, match="functional"):
         reparameterize(seq)

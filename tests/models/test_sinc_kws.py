@@ -5,12 +5,14 @@ import numpy as np
 import pytest
 
 from kws_zoo.core.compat import keras, tf
+from kws_zoo.core.errors import ConfigError
+from kws_zoo.device.runtime import TflmModel
 from kws_zoo.export.tflite import to_tflite_int8
 from kws_zoo.layers.sinc_conv import SincConv, sinc_to_plain
 from kws_zoo.models import create_model
 from kws_zoo.models.profile import count_macs
-from model_fixtures import calibrate_bn
-from kws_zoo.device.runtime import TflmModel
+
+from helpers import calibrate_bn
 
 # Its module-scoped fixtures train or render data: under pytest-xdist the module stays on one worker.
 pytestmark = pytest.mark.xdist_group("test_sinc")
@@ -82,7 +84,7 @@ def test_config_round_trip_and_validation():
     layer = _layer(filters=5, strides=10, padding="same")
     clone = SincConv.from_config(layer.get_config())
     assert clone.get_config() == layer.get_config()
-    with pytest.raises(ValueError, match="odd"):
+    with pytest.raises(ConfigError, match="odd"):
         SincConv(kernel_size=100)
 
 

@@ -5,14 +5,16 @@ import numpy as np
 import pytest
 
 from kws_zoo.core.compat import keras
+from kws_zoo.core.errors import ConfigError
+from kws_zoo.device.flatbuffer import tflite_ops
+from kws_zoo.device.runtime import TflmModel
 from kws_zoo.export.tflite import to_tflite_int8
 from kws_zoo.layers.ternary_pointwise import export_form, ternary_layers, ternary_multiplications_avoided
 from kws_zoo.models import create_model, get_entry
 from kws_zoo.models.matchboxnet import MatchboxNetConfig
 from kws_zoo.models.profile import count_macs
-from kws_zoo.device.flatbuffer import tflite_ops
-from model_fixtures import calibrate_bn
-from kws_zoo.device.runtime import TflmModel
+
+from helpers import calibrate_bn
 
 MFCC = (98, 64)  # 64 MFCC as in the paper, 1 s at a 10 ms hop
 
@@ -74,11 +76,11 @@ def test_dilated_epilogue_exports_as_one_dilated_depthwise_and_runs_on_tflm():
 
 
 def test_config_validation():
-    with pytest.raises(ValueError, match="positive"):
+    with pytest.raises(ConfigError, match="positive"):
         MatchboxNetConfig(epilogue_dilation=0)
-    with pytest.raises(ValueError, match="ternary_sparsity"):
+    with pytest.raises(ConfigError, match="ternary_sparsity"):
         MatchboxNetConfig(ternary_sparsity=1.0)
-    with pytest.raises(ValueError, match="ternary_scope"):
+    with pytest.raises(ConfigError, match="ternary_scope"):
         MatchboxNetConfig(ternary_scope="prologue")
 
 

@@ -1,22 +1,24 @@
 """Streaming deployment of a trained run through the CLI: stream-export, stream-drift, long-audio on TFLM."""
+import contextlib
+import io
 import json
 import os
-import subprocess
-import sys
 
+import numpy as np
 import pytest
 
-from fixtures import make_tone_corpus, tiny_recipe_dict
+from kws_zoo.cli import main
+from kws_zoo.export import streaming_tflite
+from kws_zoo.workflows import stream_cost, stream_export
+
+from helpers import make_tone_corpus, run_cli, tiny_recipe_dict
 
 # Its module-scoped fixtures train or render data: under pytest-xdist the module stays on one worker.
 pytestmark = pytest.mark.xdist_group("test_stream_deploy")
 
 
 def kws(*args):
-    proc = subprocess.run([sys.executable, "-c", "import sys; from kws_zoo.cli import main; main(sys.argv[1:])", *map(str, args)], capture_output=True, text=True,
-                          timeout=900)
-    assert proc.returncode == 0, f"kws-zoo {' '.join(map(str, args))} failed:\n{proc.stderr}"
-    return proc
+    return run_cli(*args, timeout=900)
 
 
 @pytest.fixture(scope="module")
@@ -29,8 +31,26 @@ def run(tmp_path_factory):
     return root / "run"
 
 
-def test_stream_export_writes_both_forms_checked_on_tflm(run):
-    card = json.loads(kws("stream-export", run).stdout)
+@pytest.fixture(scope="module")
+def exported(run):
+    """`kws-zoo stream-export RUN` in this process, recording what it gave the one streaming conversion:
+    (stream card, [(model, calibration streams, StreamingForms)])."""
+    calls = []
+
+    def recorded(model, streams, max_steps=2000):
+        forms = streaming_tflite.streaming_forms(model, streams, max_steps)
+        calls.append((model, streams, forms))
+        return forms
+
+    out = io.StringIO()
+    with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(out):
+        patch.setattr(stream_export, "streaming_forms", recorded)
+        main(["stream-export", str(run)])
+    return json.loads(out.getvalue()), calls
+
+
+def test_stream_export_writes_both_forms_checked_on_tflm(run, exported):
+    card, _ = exported
     for name in ("model_stream_external_int8.tflite", "model_stream_internal_int8.tflite",
                  "model_window_int8.tflite", "stream_card.json", "kws_zoo.json"):
         assert (run / "stream" / name).is_file(), name
@@ -39,11 +59,35 @@ def test_stream_export_writes_both_forms_checked_on_tflm(run):
         assert entry["top1_agreement_with_int8_window"] >= 0.97, (form, entry)
         assert entry["macs_per_s"] * 10 < card["non_streaming"]["macs_per_s_every_20ms"]
         assert entry["arena_bytes"] > 0 and entry["state_bytes"] > 0
+    meta = json.loads((run / "stream" / "kws_zoo.json").read_text())
+    assert meta == {**json.loads((run / "kws_zoo.json").read_text()), "streaming": {
+        "window_frames": card["window_frames"], "frames_per_step": card["frames_per_step"],
+        "padding": card["padding"]}}
 
 
-def test_stream_drift_and_long_audio_reports(run):
-    if not (run / "stream" / "model_window_int8.tflite").is_file():
-        kws("stream-export", run)
+def test_stream_cost_converts_the_reference_stream_export_wrote(run, exported, monkeypatch):
+    """One conversion for both: given stream-export's model and streams, stream-cost calibrates the same
+    whole-window int8 reference (byte for byte) and costs what stream-export wrote."""
+    card, calls = exported
+    [(model, streams, forms)] = calls
+    written = (run / "stream" / "model_window_int8.tflite").read_bytes()
+    assert forms.window == written
+    seen = []
+
+    def recorded(*args, **kwargs):
+        seen.append(streaming_tflite.streaming_forms(*args, **kwargs))
+        return seen[-1]
+
+    monkeypatch.setattr(stream_cost, "streaming_forms", recorded)
+    cost = stream_cost.streaming_cost(model, hop_ms=card["hop_ms"], representative=np.array(streams))
+    assert len(seen) == 1 and seen[0].window == written
+    assert cost["non_streaming"]["flash_bytes"] == card["non_streaming"]["flash_bytes"]
+    assert cost["non_streaming"]["arena_bytes"] == card["non_streaming"]["arena_bytes"]
+    assert cost["non_streaming"]["macs_per_invoke"] == card["non_streaming"]["macs_per_window"]
+    assert cost["external"]["macs_per_invoke"] == card["external"]["macs_per_step"]
+
+
+def test_stream_drift_and_long_audio_reports(run, exported):
     report = json.loads(kws("stream-drift", run, "--minutes", "1.5", "--json").stdout)
     assert report["sampled_steps"] >= 80 and os.path.isfile(report["png"])
     for form in ("external", "internal"):

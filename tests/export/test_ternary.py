@@ -12,15 +12,16 @@ import numpy as np
 import pytest
 
 from kws_zoo.core.compat import keras, tf
-from kws_zoo.device.flatbuffer import quant_params
+from kws_zoo.core.errors import ConfigError, ExportError
+from kws_zoo.device.flatbuffer import op_name, quant_params, read_tflite
+from kws_zoo.device.runtime import TflmModel
+from kws_zoo.export.ternary import exact_ternary_int8, to_tflite_int8_ternary
 from kws_zoo.export.tflite import to_tflite_int8
 from kws_zoo.layers.ternary_pointwise import (TernaryPointwise, export_form, ternary_layers, ternary_matrix,
                                               ternary_multiplications_avoided)
-from kws_zoo.export.ternary import exact_ternary_int8, to_tflite_int8_ternary
 from kws_zoo.models import create_model
-from kws_zoo.device.flatbuffer import op_name, read_tflite
-from model_fixtures import calibrate_bn
-from kws_zoo.device.runtime import TflmModel
+
+from helpers import calibrate_bn
 
 # Its module-scoped fixtures train or render data: under pytest-xdist the module stays on one worker.
 pytestmark = pytest.mark.xdist_group("test_ternary")
@@ -52,9 +53,9 @@ def test_values_are_ternary_with_exact_sparsity(shape, sparsity):
 
 
 def test_bad_sparsity_is_rejected():
-    with pytest.raises(ValueError, match="sparsity"):
+    with pytest.raises(ConfigError, match="sparsity"):
         ternary_matrix(0, 4, 4, 1.0)
-    with pytest.raises(ValueError, match="sparsity"):
+    with pytest.raises(ConfigError, match="sparsity"):
         TernaryPointwise(4, sparsity=-0.1)
 
 
@@ -209,5 +210,5 @@ def test_int8_ternary_weights_are_exactly_minus_one_zero_one(small_ternary):
 def test_rewrite_refuses_models_without_the_matrix(small_ternary):
     model, x = small_ternary
     plain_bytes = to_tflite_int8(export_form(model), x, num_samples=16)
-    with pytest.raises(ValueError, match="no matching CONV_2D"):
+    with pytest.raises(ExportError, match="no matching CONV_2D"):
         exact_ternary_int8(plain_bytes, [ternary_matrix(99, 16, 24, 0.5)])

@@ -5,11 +5,12 @@ import numpy as np
 import pytest
 
 from kws_zoo.core.compat import keras, tf
+from kws_zoo.core.errors import ModelError
+from kws_zoo.device.flatbuffer import depthwise_op_strides
+from kws_zoo.device.runtime import TflmModel
 from kws_zoo.export.tflite import to_tflite_int8
 from kws_zoo.layers.rep_conv import RepConv2D
 from kws_zoo.models import create_model, get_entry, list_models, model_config
-from kws_zoo.device.flatbuffer import depthwise_op_strides
-from kws_zoo.device.runtime import TflmModel
 
 INPUT = {"feature": (49, 10), "raw": (16000,)}
 
@@ -29,9 +30,9 @@ def test_registry_lists_and_filters():
 
 
 def test_unknown_model_and_field_are_clear_errors():
-    with pytest.raises(KeyError, match="unknown model 'ds_cnm'"):
+    with pytest.raises(ModelError, match="unknown model 'ds_cnm'"):
         create_model("ds_cnm")
-    with pytest.raises(TypeError, match="unknown config field"):
+    with pytest.raises(ModelError, match="unknown config field"):
         create_model("ds_cnn", filterz=3)
 
 

@@ -4,12 +4,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from kws_zoo.export import tflite as export
+from kws_zoo.core.compat import keras, tf
+from kws_zoo.core.errors import DeviceError, ExportError
+from kws_zoo.device import flatbuffer
 from kws_zoo.device.flatbuffer import quant_params
 from kws_zoo.device.quant import dequantize, quantize
-from kws_zoo.device import flatbuffer
+from kws_zoo.export import tflite as export
 from kws_zoo.models import profile
-from kws_zoo.core.compat import keras, tf
+
+from helpers import tiny_cnn
 
 # Its module-scoped fixtures train or render data: under pytest-xdist the module stays on one worker.
 pytestmark = pytest.mark.xdist_group("test_export")
@@ -17,20 +20,10 @@ pytestmark = pytest.mark.xdist_group("test_export")
 L = keras.layers
 
 
-def _tiny_cnn() -> keras.Model:
-    inp = keras.Input((49, 10, 1))
-    x = L.Conv2D(8, (10, 4), strides=(2, 2), padding="same")(inp)
-    x = L.DepthwiseConv2D(3, padding="same")(x)
-    x = L.BatchNormalization()(x)
-    x = L.ReLU()(x)
-    x = L.GlobalAveragePooling2D()(x)
-    return keras.Model(inp, L.Dense(4)(x))
-
-
 @pytest.fixture(scope="module")
 def cnn() -> keras.Model:
     keras.utils.set_random_seed(0)
-    return _tiny_cnn()
+    return tiny_cnn()
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +67,7 @@ def test_quant_params_match_interpreter_and_calibration(int8_bytes, feats):
 
 def test_float_export_matches_keras_and_has_no_quant_params(cnn, feats):
     fb = export.to_tflite_float(cnn)
-    with pytest.raises(ValueError, match="not quantized"):
+    with pytest.raises(DeviceError, match="not quantized"):
         quant_params(fb)
     interp = _litert(fb)
     interp.set_tensor(interp.get_input_details()[0]["index"], feats[:1])
@@ -86,19 +79,19 @@ def test_float_export_matches_keras_and_has_no_quant_params(cnn, feats):
 def test_int8_export_rejects_float_islands():
     inp = keras.Input((8,))
     model = keras.Model(inp, L.Dense(4)(L.Lambda(tf.sin)(inp)))  # SIN has no int8 kernel
-    with pytest.raises(ValueError, match="SIN"):
+    with pytest.raises(ExportError, match="SIN"):
         export.to_tflite_int8(model, np.random.default_rng(0).random((16, 8)))
 
 
 def test_representative_accepts_batches_tuples_and_missing_channel(cnn, feats):
     ds = tf.data.Dataset.from_tensor_slices((feats[..., 0], np.zeros(64))).batch(10)
-    examples = export._examples(cnn, ds, num_samples=25)
+    examples = export.representative_examples(cnn, ds, num_samples=25)
     assert len(examples) == 25 and all(e.shape == (1, 49, 10, 1) for e in examples)
     np.testing.assert_array_equal(examples[12], feats[12:13])
-    with pytest.raises(ValueError, match="empty"):
-        export._examples(cnn, [], num_samples=5)
-    with pytest.raises(ValueError, match="does not fit"):
-        export._examples(cnn, np.zeros((3, 49, 9)), num_samples=5)
+    with pytest.raises(ExportError, match="empty"):
+        export.representative_examples(cnn, [], num_samples=5)
+    with pytest.raises(ExportError, match="does not fit"):
+        export.representative_examples(cnn, np.zeros((3, 49, 9)), num_samples=5)
 
 
 def test_quantize_rounds_half_away_from_zero_and_saturates():
@@ -139,5 +132,5 @@ def test_count_macs_sees_through_pruning_wrapper():
 
 
 def test_tflite_readers_reject_non_tflite():
-    with pytest.raises(ValueError, match="TFL3"):
+    with pytest.raises(DeviceError, match="TFL3"):
         flatbuffer.tflite_ops(b"definitely not a flatbuffer")

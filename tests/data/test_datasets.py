@@ -6,10 +6,12 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from kws_zoo.core.errors import ConfigError, DataError
 from kws_zoo.data import DataConfig, load_dataset
-from kws_zoo.data.base import SILENCE, UNKNOWN, KwsData, default_path, hash_split
+from kws_zoo.data.base import SILENCE, UNKNOWN, KwsData, default_path
 from kws_zoo.data.fsdd import DIGIT_WORDS
 from kws_zoo.data.gsc import KEYWORDS_12, WORDS_V2
+from kws_zoo.data.splits import folder_split, gsc_split, speaker_of
 
 # Its module-scoped fixtures train or render data: under pytest-xdist the module stays on one worker.
 pytestmark = pytest.mark.xdist_group("test_datasets")
@@ -119,7 +121,7 @@ def test_gsc_35_and_all_protocols(tmp_path, gsc_root):
     assert data.labels == WORDS_V2 == tuple(sorted(WORDS_V2)) and len(data.labels) == 35
     assert set(data.counts()["train"].values()) == {4}
     assert data.splits["validation"] == [] and data.splits["test"] == []
-    with pytest.raises(ValueError, match="backward"):
+    with pytest.raises(DataError, match="backward"):
         gsc(gsc_root, protocol="35")  # the 14-word fixture lacks most v2 words
     assert gsc(gsc_root, protocol="all").labels == tuple(sorted(KEYWORDS_12 + EXTRA))
 
@@ -137,15 +139,52 @@ def test_gsc_without_lists_hash_splits_by_speaker(tmp_path):
     data = gsc(root, validation_pct=30, testing_pct=30)
     assert data.speaker_overlap() == {}
     for split, examples in data.splits.items():
-        assert all(hash_split(e.speaker, 30, 30) == split for e in examples if e.path)
+        assert all(folder_split(e.speaker, 30, 30) == split for e in examples if e.path)
+
+
+# Pinned before the split rules moved into kws_zoo.data.splits: (file, speaker, splits) where the four letters
+# (T train, V validation, E test) are the GSC list rule at 10/10 % and 30/30 %, then the folder hash rule at
+# 10/10 % and 30/30 %. A changed letter means an existing dataset's split moved.
+PINNED_SPLITS = [
+    ("yes/0a7c2a8d_nohash_0.wav", "0a7c2a8d", "TETT"),
+    ("no/0a7c2a8d_nohash_3.wav", "0a7c2a8d", "TETT"),
+    ("up/1b4c9e2f_nohash_1.wav", "1b4c9e2f", "VVTT"),
+    ("down/3c5d7e9a_nohash_0.wav", "3c5d7e9a", "TETT"),
+    ("left/5e6f7a8b_nohash_2.wav", "5e6f7a8b", "TTTE"),
+    ("right/7a8b9c0d_nohash_0.wav", "7a8b9c0d", "TTTE"),
+    ("on/9c0d1e2f_nohash_1.wav", "9c0d1e2f", "TTTT"),
+    ("off/b2c3d4e5_nohash_0.wav", "b2c3d4e5", "TETE"),
+    ("stop/d4e5f6a7_nohash_4.wav", "d4e5f6a7", "TTTT"),
+    ("go/f6a7b8c9_nohash_0.wav", "f6a7b8c9", "TVVV"),
+    ("alpha/s0_nohash_0.wav", "s0", "TETT"),
+    ("alpha/s7_nohash_1.wav", "s7", "TTVV"),
+    ("beta/s13_nohash_0.wav", "s13", "TTTV"),
+    ("gamma/s19_nohash_1.wav", "s19", "EVEV"),
+    ("alpha/loose_alpha.wav", "loose_alpha", "TTEV"),
+    ("beta/loose_beta.wav", "loose_beta", "TVEV"),
+    ("yes/spk00ab_nohash_0.wav", "spk00ab", "TTTT"),
+    ("yes/spk06ab_nohash_1.wav", "spk06ab", "TTTT"),
+    ("yes/spk09ab_nohash_0.wav", "spk09ab", "TTTT"),
+    ("word/newcomer_nohash_0.wav", "newcomer", "TVEV"),
+    ("x/george.wav", "george", "TVVV"),
+    ("x/c0ffee00_nohash_12.wav", "c0ffee00", "TTTE"),
+]
+
+
+@pytest.mark.parametrize("name, speaker, letters", PINNED_SPLITS)
+def test_split_rules_never_move_a_file(name, speaker, letters):
+    split = {"T": "train", "V": "validation", "E": "test"}
+    assert speaker_of(name) == speaker
+    assert [gsc_split(name), gsc_split(name, 30, 30)] == [split[c] for c in letters[:2]]
+    assert [folder_split(speaker, 10, 10), folder_split(speaker, 30, 30)] == [split[c] for c in letters[2:]]
 
 
 def test_gsc_errors_name_the_root(tmp_path):
-    with pytest.raises(FileNotFoundError, match="nowhere"):
+    with pytest.raises(DataError, match="nowhere"):
         gsc(tmp_path / "nowhere")
     write_tone(tmp_path / "empty_root" / "_background_noise_" / "n.wav")
     (tmp_path / "empty_root" / "yes").mkdir()  # a folder without WAVs is not a word
-    with pytest.raises(ValueError, match="no word folders"):
+    with pytest.raises(DataError, match="no word folders"):
         gsc(tmp_path / "empty_root")
 
 
@@ -166,7 +205,7 @@ def test_folder_reader(tmp_path):
     write_tone(root / "alpha" / "newcomer_nohash_0.wav")  # adding files never moves existing ones
     after = {e.path: s for s, ex in load_dataset(cfg).splits.items() for e in ex}
     assert {p: after[p] for p in before} == before and len(after) == len(before) + 1
-    with pytest.raises(ValueError, match="path"):
+    with pytest.raises(ConfigError, match="path"):
         load_dataset(DataConfig(kind="folder"))
     kw = load_dataset(DataConfig(kind="folder", path=str(root), words=("beta",), unknown_pct=50, silence_pct=0))
     assert kw.labels == (SILENCE, UNKNOWN, "beta")
@@ -204,7 +243,7 @@ def test_data_config_round_trip_and_validation():
         DataConfig.from_dict({"kind": "gsc", "silence_percent": 3})
     for bad in (dict(kind="librispeech"), dict(protocol="20"), dict(unknown_pct=-1),
                 dict(validation_pct=60, testing_pct=40), dict(words=("yes", "yes")), dict(words=("_unknown_",))):
-        with pytest.raises(ValueError):
+        with pytest.raises(ConfigError):
             DataConfig(**bad)
 
 
@@ -213,7 +252,7 @@ def test_relabel_and_summary(gsc_root):
     moved = data.relabel((SILENCE, UNKNOWN, "no", "yes", "maybe"))
     by_path = {e.path: moved.labels[e.label] for e in moved.splits["train"] if e.path}
     assert all(by_path[e.path] == data.labels[e.label] for e in data.splits["train"] if e.path)
-    with pytest.raises(ValueError, match="_silence_"):
+    with pytest.raises(DataError, match="_silence_"):
         data.relabel(("yes", "no"))
     text = data.summary()
     assert "yes" in text and "validation" in text and "background clips: 2" in text

@@ -17,10 +17,12 @@ import pytest
 import soundfile as sf
 
 from kws_zoo import cli
-from kws_zoo.data.synthetic import corpus as synthetic, tts as tts_engines
-from kws_zoo.data.splits import speaker_of, which_set
-from kws_zoo.data.synthetic.noise import FILLER_WORDS
+from kws_zoo.core.errors import ConfigError, DataError, EngineError, EngineMissing
+from kws_zoo.data.splits import gsc_split, speaker_of
+from kws_zoo.data.synthetic import corpus as synthetic
+from kws_zoo.data.synthetic import tts as tts_engines
 from kws_zoo.data.synthetic.corpus import GSC_V2_WORDS, make_corpus
+from kws_zoo.data.synthetic.noise import FILLER_WORDS
 
 # Its module-scoped fixtures train or render data: under pytest-xdist the module stays on one worker.
 pytestmark = pytest.mark.xdist_group("test_synthetic")
@@ -41,8 +43,8 @@ def corpus(tmp_path_factory) -> tuple[Path, dict]:
 @pytest.fixture(scope="module")
 def corpus_cli(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("synthetic_cli") / "corpus"
-    argv = ["make-data", "--out", str(out), "--words", ",".join(WORDS), "--speakers", str(SPEAKERS), "--takes", str(TAKES),
-            "--seed", str(SEED), "--workers", "1", "--no-progress"]
+    argv = ["make-data", "--out", str(out), "--words", ",".join(WORDS), "--speakers", str(SPEAKERS),
+            "--takes", str(TAKES), "--seed", str(SEED), "--workers", "1", "--no-progress"]
     cli.main(argv)
     return out
 
@@ -94,21 +96,21 @@ def test_lists_follow_gsc_hash_and_speakers_stay_in_one_split(corpus):
             split_of[rel] = split
     splits_of_speaker = defaultdict(set)
     for rel, split in split_of.items():
-        assert which_set(rel) == split, rel
+        assert gsc_split(rel) == split, rel
         splits_of_speaker[speaker_of(rel)].add(split)
     assert all(len(s) == 1 for s in splits_of_speaker.values()), splits_of_speaker
     assert set(Counter(s for (s,) in splits_of_speaker.values())) == {"train", "validation", "test"}
 
 
-def test_which_set_is_gscs_rule():
+def test_gsc_split_is_gscs_rule():
     # GSC: sha1 of the name before `_nohash_`, mod 2**27, scaled by 100 / (2**27 - 1)
     for name in ("0a7c2a8d_nohash_0.wav", "yes/ffd2ba2f_nohash_4.wav", "c1d39ce8_nohash_1.wav", "x.wav"):
         key = re.sub(r"_nohash_.*$", "", name.split("/")[-1])
         pct = int(hashlib.sha1(key.encode()).hexdigest(), 16) % 2 ** 27 * (100.0 / (2 ** 27 - 1))
-        assert which_set(name) == ("validation" if pct < 10 else "test" if pct < 20 else "train"), name
-        assert which_set(name, 0, 0) == "train" and which_set(name, 100, 0) == "validation"
-    assert which_set("a/0a7c2a8d_nohash_0.wav") == which_set("b/0a7c2a8d_nohash_9.wav")
-    counts = Counter(which_set(f"{i:08x}_nohash_0.wav") for i in range(5000))
+        assert gsc_split(name) == ("validation" if pct < 10 else "test" if pct < 20 else "train"), name
+        assert gsc_split(name, 0, 0) == "train" and gsc_split(name, 100, 0) == "validation"
+    assert gsc_split("a/0a7c2a8d_nohash_0.wav") == gsc_split("b/0a7c2a8d_nohash_9.wav")
+    counts = Counter(gsc_split(f"{i:08x}_nohash_0.wav") for i in range(5000))
     assert 400 < counts["validation"] < 600 and 400 < counts["test"] < 600
 
 
@@ -117,7 +119,7 @@ def test_card_matches_files_on_disk(corpus):
     assert json.loads((out / "card.json").read_text()) == card
     clips = _clips(out)
     assert card["num_clips"] == len(clips) and card["seed"] == SEED and card["words"] == sorted(WORDS)
-    per_word = {w: Counter(which_set(c) for c in clips if c.startswith(f"{w}/")) for w in WORDS}
+    per_word = {w: Counter(gsc_split(c) for c in clips if c.startswith(f"{w}/")) for w in WORDS}
     assert {w: dict(c) for w, c in card["counts_per_word"].items()} == \
         {w: {s: per_word[w][s] for s in ("train", "validation", "test")} for w in WORDS}
     assert sum(card["counts_per_split"].values()) == len(clips)
@@ -176,7 +178,7 @@ def test_resume_regenerates_only_missing_files(corpus, tmp_path):
 
 
 def test_other_seed_in_same_directory_is_refused(corpus):
-    with pytest.raises(ValueError, match="seed"):
+    with pytest.raises(DataError, match="seed"):
         make_corpus(corpus[0], WORDS, speakers=SPEAKERS, seed=SEED + 1, progress=False)
 
 
@@ -191,14 +193,14 @@ def test_takes_have_distinct_jitter():
 def test_silent_render_fails_with_a_clear_message(monkeypatch):
     speaker = synthetic.select_speakers(0, ("espeak",), 1)[0]
     monkeypatch.setattr(synthetic, "tts_render_many", lambda e, v, items: [np.zeros(8000, np.float32)] * len(items))
-    with pytest.raises(tts_engines.EngineError, match=r"no audible speech for 'yes'"):
+    with pytest.raises(EngineError, match=r"no audible speech for 'yes'"):
         synthetic.render_clips(0, speaker, [("yes", 0)])
 
 
 def test_missing_binary_names_the_apt_package(monkeypatch, tmp_path):
     monkeypatch.setenv("PATH", str(tmp_path))
     for engine, package in (("espeak", "espeak-ng"), ("flite", "flite"), ("festival", "festival")):
-        with pytest.raises(tts_engines.EngineMissing, match=f"apt-get install {package}"):
+        with pytest.raises(EngineMissing, match=f"apt-get install {package}"):
             tts_engines.check_engine(engine)
 
 
@@ -210,5 +212,5 @@ def test_tts_render_public_api():
     for engine in ("flite", "festival"):
         audio = tts_engines.tts_render(engine, tts_engines.voices(engine)[0], "seven")
         assert 0.2 < len(audio) / 16000 < 2 and np.max(np.abs(audio)) > 0.05
-    with pytest.raises(ValueError, match="unknown TTS engine"):
+    with pytest.raises(ConfigError, match="unknown TTS engine"):
         tts_engines.tts_render("sam", "x", "yes")

@@ -2,16 +2,19 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import soundfile as sf
 
+from kws_zoo.core.errors import ConfigError, ModelError
+from kws_zoo.data.frontends import FrontendConfig, MicroFrontendStream, micro_features
 from kws_zoo.evaluate.detector import Detection, Detector, DetectorConfig, softmax
 from kws_zoo.evaluate.long_audio import Event, make_stream, score, speech_extent, sweep
+from kws_zoo.models import create_model
+from kws_zoo.rundir import ModelInfo, write_info
+
+from helpers import run_cli
 
 LABELS = ["_silence_", "_unknown_", "yes", "no"]
 
@@ -48,11 +51,17 @@ def test_spikes_non_keywords_and_refractory():
 def test_start_offset_and_bad_config():
     det = Detector(LABELS, step_ms=20, config=DetectorConfig(0.5, 0, 0), start_ms=10)
     assert det.run(posteriors(5, {2: (2, 1)}))[0].time_s == pytest.approx(0.010 + 3 * 0.020)
-    with pytest.raises(ValueError, match="threshold"):
+    with pytest.raises(ConfigError, match="threshold"):
         DetectorConfig(threshold=0.0)
-    with pytest.raises(ValueError, match="keyword"):
+    with pytest.raises(ModelError, match="keyword"):
         Detector(["_silence_", "_unknown_"], 10)
+
+
+def test_softmax_is_a_stable_posterior_over_the_last_axis():
     assert np.allclose(softmax(np.array([[0.0, np.log(3.0)]])), [[0.25, 0.75]])
+    p = softmax(np.array([[1000.0, 1000.0, -1000.0], [5.0, 5.0, 5.0]]))  # exp(1000) would overflow
+    assert p.dtype == np.float64 and np.allclose(p, [[0.5, 0.5, 0.0], [1 / 3, 1 / 3, 1 / 3]])
+    assert softmax(np.zeros(4)).shape == (4,) and np.allclose(softmax(np.zeros((2, 3, 4))).sum(-1), 1.0)
 
 
 def test_scoring_counts_hits_misses_and_false_accepts():
@@ -105,8 +114,6 @@ def test_long_stream_places_words_at_their_times():
 
 
 def test_streaming_micro_frontend_equals_the_clip_frontend():
-    from kws_zoo.data.frontends import MicroFrontendStream, micro_features
-
     audio = np.random.default_rng(0).standard_normal(32000).astype(np.float32) * 0.1
     stream, rng, pos, out = MicroFrontendStream(), np.random.default_rng(1), 0, []
     while pos < len(audio):  # chunks of any size, as audio drivers deliver them
@@ -116,17 +123,7 @@ def test_streaming_micro_frontend_equals_the_clip_frontend():
     np.testing.assert_array_equal(np.concatenate(out), micro_features(audio))
 
 
-def _cli(*args):
-    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    return subprocess.run([sys.executable, "-c", "import sys; from kws_zoo.cli import main; main(sys.argv[1:])", *args], capture_output=True, text=True, env=env,
-                          timeout=300)
-
-
 def test_cli_stream_prints_timestamped_json_lines(tmp_path):
-    from kws_zoo.data.frontends import FrontendConfig
-    from kws_zoo.rundir import ModelInfo, write_info
-    from kws_zoo.models import create_model
-
     frontend = FrontendConfig(kind="log_mel", hop_ms=20, num_mels=40, fmax=4000)
     labels = ["_silence_", "_unknown_", "a", "b"]
     for name, directory in (("ds_cnn_stream", "stream"), ("ds_cnn", "plain")):
@@ -137,13 +134,12 @@ def test_cli_stream_prints_timestamped_json_lines(tmp_path):
     wav = tmp_path / "long.wav"
     sf.write(wav, 0.1 * np.random.default_rng(0).standard_normal(16000 * 5), 16000, subtype="PCM_16")
     # Untrained: near-uniform posteriors; a low threshold and no refractory period fire at every step.
-    done = _cli("stream", str(tmp_path / "stream"), str(wav), "--json", "--threshold", "0.01",
-                "--refractory-ms", "0", "--smoothing-ms", "0")
-    assert done.returncode == 0, done.stderr
+    done = run_cli("stream", tmp_path / "stream", wav, "--json", "--threshold", "0.01", "--refractory-ms", "0",
+                   "--smoothing-ms", "0", timeout=300)
     rows = [json.loads(line) for line in done.stdout.splitlines()]
     # 5 s at a 20 ms hop: 249 frames, the first full 49-frame window ends at 0.99 s, one step per 20 ms.
     assert len(rows) == 249 - 48 and all(set(r) == {"time_s", "label", "score"} for r in rows)
     assert all(r["label"] in ("a", "b") for r in rows)
     assert [r["time_s"] for r in rows] == pytest.approx(0.99 + 0.02 * np.arange(len(rows)), abs=1e-3)
-    done = _cli("stream", str(tmp_path / "plain"), str(wav))
+    done = run_cli("stream", tmp_path / "plain", wav, check=False, timeout=300)
     assert done.returncode == 2 and "'stem_conv'" in done.stderr and "time_padding" in done.stderr

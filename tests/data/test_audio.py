@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from kws_zoo.data.audio import SAMPLE_RATE, fit_length, read_wav, write_wav
 from kws_zoo.core.errors import AudioError
+from kws_zoo.data.audio import SAMPLE_RATE, fit_length, read_wav, write_wav
 
 
 def tone(freq: float, rate: int, seconds: float = 0.5, amp: float = 0.5) -> np.ndarray:

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 from kws_zoo.core.compat import keras, tf
-from kws_zoo.export.tflite import to_tflite_float, to_tflite_int8
-from kws_zoo.models.saving import load_keras
-from kws_zoo.layers.strided_depthwise import StridedDepthwiseConv2D, depthwise_conv2d, with_portable_strides
 from kws_zoo.device.flatbuffer import depthwise_op_strides, read_tflite, tflite_ops
 from kws_zoo.device.runtime import LiteRtModel, TflmModel
+from kws_zoo.export.tflite import to_tflite_float, to_tflite_int8
+from kws_zoo.layers.strided_depthwise import StridedDepthwiseConv2D, depthwise_conv2d, with_portable_strides
+from kws_zoo.models.saving import load_keras
 
 
 def reference_depthwise(x: np.ndarray, kernel: np.ndarray, strides, padding: str) -> np.ndarray:

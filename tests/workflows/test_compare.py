@@ -2,18 +2,17 @@
 import json
 import os
 import shutil
-import subprocess
-import sys
 import time
 
 import pytest
 
-from fixtures import make_tone_corpus, tiny_recipe_dict
-from kws_zoo.workflows import compare as cmp
+from kws_zoo import rundir
 from kws_zoo.core.errors import RecipeError
 from kws_zoo.recipe import recipe_from_dict, with_epochs
-from kws_zoo.rundir import CHECKPOINT_STATE
 from kws_zoo.train import train
+from kws_zoo.workflows import compare as cmp
+
+from helpers import make_tone_corpus, run_cli, tiny_recipe_dict
 
 # Its module-scoped fixtures train or render data: under pytest-xdist the module stays on one worker.
 pytestmark = pytest.mark.xdist_group("test_compare")
@@ -29,8 +28,7 @@ def _recipes(corpus):
 
 
 def _history(run_dir):
-    with open(os.path.join(run_dir, CHECKPOINT_STATE)) as f:
-        return json.load(f)["history"]
+    return rundir.read_checkpoint_state(run_dir)["history"]
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +58,7 @@ def test_rows_have_every_column_from_the_runs(compared):
         assert 0 <= row["accuracy_float"] <= 1 and 0 <= row["accuracy_tflm_int8"] <= 1
         # Not asked for: no FSDD eval in these recipes, no callgrind.
         assert row["fsdd_tflm_int8"] is None and row["instructions_per_invoke"] is None
-        with open(os.path.join(row["run_dir"], "export", "model_card.json")) as f:
+        with open(os.path.join(row["run_dir"], rundir.EXPORT_DIR, rundir.MODEL_CARD)) as f:
             card = json.load(f)
         assert row["macs"] == card["macs"] and row["accuracy_tflm_int8"] == card["accuracy"]["tflm_int8"]
     assert rows[0]["family"] == "ds_cnn" and rows[1]["family"] == "repcnn"
@@ -88,14 +86,12 @@ def test_outputs_written(compared):
 
 def test_rerun_reuses_training_and_export(compared, monkeypatch):
     recipes, out, rows, _ = compared
-    import kws_zoo.workflows.export_run
-    import kws_zoo.train
 
     def forbidden(*args, **kwargs):
         raise AssertionError("a finished stage was run again")
 
-    monkeypatch.setattr(kws_zoo.train, "train", forbidden)
-    monkeypatch.setattr(kws_zoo.workflows.export_run, "export_run", forbidden)
+    monkeypatch.setattr(cmp, "train", forbidden)
+    monkeypatch.setattr(cmp, "export_run", forbidden)
     histories = [_history(r["run_dir"]) for r in rows]
     start = time.time()
     again = cmp.compare(recipes, out, progress=False)
@@ -106,17 +102,15 @@ def test_rerun_reuses_training_and_export(compared, monkeypatch):
 def test_stale_model_card_is_re_exported(compared, tmp_path, monkeypatch):
     """A card from an older export (missing a field) is redone; the finished training is still reused."""
     recipes, _, rows, _ = compared
-    import kws_zoo.train
-
     run_dir = cmp.run_dir_for(recipes[0], str(tmp_path))
     shutil.copytree(rows[0]["run_dir"], run_dir)
-    card_path = os.path.join(run_dir, "export", "model_card.json")
+    card_path = os.path.join(run_dir, rundir.EXPORT_DIR, rundir.MODEL_CARD)
     with open(card_path) as f:
         card = json.load(f)
     del card["inference_params"]
     with open(card_path, "w") as f:
         json.dump(card, f)
-    monkeypatch.setattr(kws_zoo.train, "train", lambda *a, **k: pytest.fail("training was finished"))
+    monkeypatch.setattr(cmp, "train", lambda *a, **k: pytest.fail("training was finished"))
     [row] = cmp.compare(recipes[:1], str(tmp_path), progress=False)
     assert row["inference_params"] == rows[0]["inference_params"] and row["macs"] == rows[0]["macs"]
     with open(card_path) as f:
@@ -129,9 +123,7 @@ def test_cli_json_reuses_the_runs(compared, tmp_path):
     for recipe in recipes:
         files.append(tmp_path / f"{recipe.name}.json")
         files[-1].write_text(json.dumps(recipe.to_dict()))
-    proc = subprocess.run([sys.executable, "-c", "import sys; from kws_zoo.cli import main; main(sys.argv[1:])", "compare", *map(str, files), "--out", out,
-                           "--epochs", str(EPOCHS), "--json"], capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr
+    proc = run_cli("compare", *files, "--out", out, "--epochs", EPOCHS, "--json", timeout=300)
     assert json.loads(proc.stdout) == rows  # stdout is only the JSON; progress went to stderr
     assert "trained already" in proc.stderr and "not re-exported" in proc.stderr
 
