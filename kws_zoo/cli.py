@@ -167,10 +167,14 @@ def _speakers(text: str) -> int | None:
     return int(text)
 
 
+def _json_flag(parser, text: str = "print the result as JSON") -> None:
+    parser.add_argument("--json", action="store_true", help=text)
+
+
 def _add_parsers(sub) -> None:
     p = sub.add_parser("list", help="list registered models")
     p.add_argument("pattern", nargs="?", default="*")
-    p.add_argument("--json", action="store_true")
+    _json_flag(p)
     p.set_defaults(func=_cmd_list)
 
     p = sub.add_parser("make-data", help="generate the synthetic TTS corpus (GSC layout)",
@@ -193,7 +197,7 @@ def _add_parsers(sub) -> None:
     p.add_argument("--epochs", type=int, help="override the recipe's epoch count")
     p.add_argument("--restart", action="store_true", help="discard the run directory's checkpoint")
     p.add_argument("--quiet", action="store_true")
-    p.add_argument("--json", action="store_true")
+    _json_flag(p)
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("evaluate", help="accuracy, per-class precision/recall, confusion matrix")
@@ -203,7 +207,7 @@ def _add_parsers(sub) -> None:
     p.add_argument("--split", default="test", help="train, validation, test, or all (every split)")
     p.add_argument("--runtime", choices=RUNTIMES, default="tflm", help="runtime for .tflite models")
     p.add_argument("--plot", help="write the confusion matrix PNG here")
-    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    _json_flag(p, "print the report as JSON")
     p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser("export", help="int8 TFLite, TFLM verification, C array, op resolver, model card")
@@ -211,7 +215,7 @@ def _add_parsers(sub) -> None:
     p.add_argument("--out", help="export directory (default RUN_DIR/export)")
     p.add_argument("--callgrind", action="store_true",
                    help="also count instructions per invoke inside MicroInterpreter::Invoke (valgrind)")
-    p.add_argument("--json", action="store_true")
+    _json_flag(p)
     p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser("compare", help="train (or resume) and export several recipes; table of cost and accuracy")
@@ -220,14 +224,14 @@ def _add_parsers(sub) -> None:
                                  "(default runs/compare)")
     p.add_argument("--epochs", type=int, help="same epoch budget for every recipe (overrides each recipe's)")
     p.add_argument("--callgrind", action="store_true", help="also count instructions per invoke (slow)")
-    p.add_argument("--json", action="store_true", help="print the rows as JSON instead of the Markdown table")
+    _json_flag(p, "print the rows as JSON instead of the Markdown table")
     p.set_defaults(func=_cmd_compare)
 
     p = sub.add_parser("predict", help="label and score per WAV file")
     p.add_argument("model")
     p.add_argument("wavs", nargs="+")
     p.add_argument("--runtime", choices=RUNTIMES, default="tflm")
-    p.add_argument("--json", action="store_true", help="JSON lines")
+    _json_flag(p, "JSON lines")
     p.set_defaults(func=_cmd_predict)
 
     p = sub.add_parser("stream", help="continuous detection over a long WAV with a streaming model")
@@ -239,7 +243,7 @@ def _add_parsers(sub) -> None:
     p.add_argument("--threshold", type=float, default=0.8, help="smoothed posterior that fires a detection")
     p.add_argument("--smoothing-ms", type=float, default=200.0, help="posteriors averaged over this much audio")
     p.add_argument("--refractory-ms", type=float, default=1000.0, help="silence after a detection")
-    p.add_argument("--json", action="store_true", help="JSON lines: time_s, label, score")
+    _json_flag(p, "JSON lines: time_s, label, score")
     p.set_defaults(func=_cmd_stream)
 
     p = sub.add_parser("stream-export", help="int8 streaming .tflite (external and internal state), checked on TFLM",
@@ -258,7 +262,7 @@ def _add_parsers(sub) -> None:
     p.add_argument("--runtime", choices=STREAM_RUNTIMES, default="keras",
                    help="keras: float streaming graph; tflm: int8 external-state .tflite on TFLM")
     p.add_argument("--save-wav", action="store_true", help="also write OUT/stream.wav and OUT/events.json")
-    p.add_argument("--json", action="store_true", help="print report.json instead of the table")
+    _json_flag(p, "print report.json instead of the table")
     p.set_defaults(func=_cmd_long_audio)
 
     p = sub.add_parser("stream-drift", help="both int8 streaming forms on TFLM for minutes vs the whole-window model",
@@ -268,7 +272,7 @@ def _add_parsers(sub) -> None:
     p.add_argument("--minutes", type=float, default=10.0)
     p.add_argument("--every-s", type=float, default=1.0, help="compare with the whole window this often")
     p.add_argument("--seed", type=int, default=1, help="test stream seed")
-    p.add_argument("--json", action="store_true")
+    _json_flag(p)
     p.set_defaults(func=_cmd_stream_drift)
 
     p = sub.add_parser("stream-cost", help="MACs and weight bytes per second, arena and state: streaming vs not",
@@ -276,7 +280,7 @@ def _add_parsers(sub) -> None:
                                    "and state bytes, per form.")
     p.add_argument("models", nargs="*", help="streamable presets (default: every streamable one)")
     p.add_argument("--hop-ms", type=float, help="feature hop (default 20 ms for ~50 frames, else 10 ms)")
-    p.add_argument("--json", action="store_true")
+    _json_flag(p)
     p.set_defaults(func=_cmd_stream_cost)
 
 
