@@ -13,8 +13,9 @@ import contextlib
 import json
 import os
 import sys
+from pathlib import Path
 
-from kws_zoo.core.errors import USER_ERRORS
+from kws_zoo.core.errors import USER_ERRORS, AudioError
 from kws_zoo.data.synthetic.defaults import DEFAULT_SPEAKERS, ENGINES, WORD_SET_NAMES, default_corpus_dir
 
 # The runtimes' own modules load TensorFlow, so the choices are spelled here; the library checks them again.
@@ -37,8 +38,6 @@ def _cmd_list(args) -> None:
 
 
 def _cmd_make_data(args) -> None:
-    from pathlib import Path
-
     from kws_zoo.data.synthetic.corpus import make_corpus, words_from_spec
 
     out = args.out or default_corpus_dir()
@@ -90,7 +89,6 @@ def _cmd_compare(args) -> None:
 
 
 def _cmd_predict(args) -> None:
-    from kws_zoo.core.errors import AudioError
     from kws_zoo.data.audio import fit_length, read_wav
     from kws_zoo.evaluate.predictor import load_predictor
 
