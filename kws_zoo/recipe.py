@@ -8,6 +8,7 @@ import dataclasses
 import json
 import os
 
+from kws_zoo.compress.config import CompressConfig
 from kws_zoo.core.config import from_dict
 from kws_zoo.core.errors import ConfigError, ModelError, RecipeError
 from kws_zoo.core.files import atomic_write_text
@@ -50,6 +51,8 @@ class Recipe:
     extra_eval: tuple[DataConfig, ...] = ()
     clip_ms: int = 1000
     seed: int = 0
+    # Compression after training (prune or DSNN, then QAT), run on the re-parameterized model by `kws-zoo train`.
+    compress: CompressConfig = CompressConfig()
 
     def __post_init__(self):
         if not self.name or not self.model:
@@ -62,7 +65,19 @@ class Recipe:
         return self.frontend.sample_rate * self.clip_ms // 1000
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """JSON-ready values; without `compress` when it is the default (recipes and runs from before the stage
+        existed keep their exact JSON)."""
+        values = dataclasses.asdict(self)
+        if self.compress == CompressConfig():
+            del values["compress"]
+        return values
+
+    def training_dict(self) -> dict:
+        """What decides the float training run: everything but the compression settings, which only decide the
+        stage after it (changing them re-runs compression, not training)."""
+        values = self.to_dict()
+        values.pop("compress", None)
+        return values
 
     def replace(self, **changes) -> "Recipe":
         return dataclasses.replace(self, **changes)

@@ -32,6 +32,8 @@ CHECKPOINT_STATE = "checkpoint.json"
 TRAIN_SUMMARY = "train_summary.json"
 BEST_WEIGHTS = "best.weights.h5"  # the best epoch so far by validation accuracy; model.keras gets these
 TENSORBOARD_DIR = "tensorboard"
+COMPRESSED_MODEL = "model_compressed.keras"  # the compression stage's result (pruned / DSNN / QAT inference form)
+COMPRESS_SUMMARY = "compress_summary.json"  # its settings and the accuracy after each stage
 
 EXPORT_DIR = "export"
 INFERENCE_MODEL = "model_inference.keras"

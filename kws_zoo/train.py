@@ -84,7 +84,8 @@ def make_optimizer(recipe: Recipe, steps_per_epoch: int):
     return keras.optimizers.Adam(lr)
 
 
-def _loss(recipe: Recipe, num_classes: int):
+def loss_for(recipe: Recipe, num_classes: int):
+    """The training loss of `recipe`: label-smoothed cross-entropy on logits."""
     smoothing = recipe.schedule.label_smoothing
 
     def loss(y_true, logits):
@@ -92,6 +93,37 @@ def _loss(recipe: Recipe, num_classes: int):
         return keras.losses.categorical_crossentropy(onehot, logits, from_logits=True, label_smoothing=smoothing)
 
     return loss
+
+
+def train_dataset(recipe: Recipe, data: PreparedData, epoch: int):
+    """The augmented training split of one epoch (seeded by the recipe and the epoch)."""
+    return make_dataset(data.waveforms["train"], data.targets["train"], frontend_cfg=recipe.frontend,
+                        batch_size=recipe.schedule.batch_size, training=True, augment=recipe.augment,
+                        background=data.background, seed=recipe.seed, epoch=epoch)
+
+
+def validation_dataset(recipe: Recipe, data: PreparedData):
+    """The validation split, unaugmented; None if the data has none."""
+    if "validation" not in data.waveforms:
+        return None
+    return make_dataset(data.waveforms["validation"], data.targets["validation"], frontend_cfg=recipe.frontend,
+                        batch_size=256, training=False, background=data.background, seed=recipe.seed)
+
+
+def fine_tune(model: keras.Model, recipe: Recipe, data: PreparedData, *, epochs: int, learning_rate: float,
+              callbacks=(), progress: bool = True, desc: str = "fine-tune") -> list[dict]:
+    """Fits an already trained (e.g. pruned or quantization-aware) model for `epochs` more epochs at a constant
+    learning rate with the recipe's loss and augmentation; keeps the final weights (a pruning schedule ends there).
+    Returns one row of metrics per epoch."""
+    model.compile(keras.optimizers.Adam(learning_rate), loss_for(recipe, len(data.labels)), metrics=["accuracy"])
+    val = validation_dataset(recipe, data)
+    rows = []
+    for epoch in tqdm(range(epochs), desc=desc, unit="epoch", disable=not progress):
+        keras.utils.set_random_seed(recipe.seed * 100003 + 7919 + epoch)
+        logs = model.fit(train_dataset(recipe, data, recipe.schedule.epochs + epoch), validation_data=val,
+                         callbacks=list(callbacks), verbose=0).history
+        rows.append({"epoch": epoch, **{k: float(v[-1]) for k, v in logs.items()}})
+    return rows
 
 
 class Checkpointer:
@@ -122,12 +154,15 @@ class Checkpointer:
 
 
 def holds_other_recipe(run_dir: str, recipe: Recipe) -> bool:
-    """True if run_dir's recipe.json is not `recipe` (compared as JSON); False if it has none yet."""
+    """True if run_dir's recipe.json trains another model than `recipe` (compared as JSON, compression settings
+    aside: they only decide the stage after training); False if it has none yet."""
     saved = os.path.join(run_dir, rundir.RECIPE)
     if not os.path.exists(saved):
         return False
     with open(saved) as f:
-        return json.load(f) != json.loads(json.dumps(recipe.to_dict()))
+        theirs = json.load(f)
+    theirs.pop("compress", None)
+    return theirs != json.loads(json.dumps(recipe.training_dict()))
 
 
 def _check_run_dir(run_dir: str, recipe: Recipe) -> None:
@@ -174,7 +209,7 @@ def train(recipe: Recipe, run_dir: str, *, restart: bool = False, progress: bool
     model = build_model(recipe, len(data.labels), stats)
     steps = int(np.ceil(len(data.targets["train"]) / recipe.schedule.batch_size))
     optimizer = make_optimizer(recipe, steps)
-    model.compile(optimizer, _loss(recipe, len(data.labels)), metrics=["accuracy"])
+    model.compile(optimizer, loss_for(recipe, len(data.labels)), metrics=["accuracy"])
     optimizer.build(model.trainable_variables)  # so a checkpoint can restore the moments before step 1
     ckpt = Checkpointer(run_dir, model, optimizer)
 
@@ -182,10 +217,7 @@ def train(recipe: Recipe, run_dir: str, *, restart: bool = False, progress: bool
     if state["epoch"] >= 0:
         ckpt.restore(state)
         print(f"resuming {recipe.name} after epoch {state['epoch'] + 1}/{recipe.schedule.epochs}")
-    val = None
-    if "validation" in data.waveforms:
-        val = make_dataset(data.waveforms["validation"], data.targets["validation"], frontend_cfg=recipe.frontend,
-                           batch_size=256, training=False, background=data.background, seed=recipe.seed)
+    val = validation_dataset(recipe, data)
     writer = tf.summary.create_file_writer(os.path.join(run_dir, rundir.TENSORBOARD_DIR))
     best_path = os.path.join(run_dir, rundir.BEST_WEIGHTS)
 
@@ -195,10 +227,8 @@ def train(recipe: Recipe, run_dir: str, *, restart: bool = False, progress: bool
         start = time.time()
         keras.utils.set_random_seed(recipe.seed * 100003 + epoch)
         model.make_train_function(force=True)
-        train_ds = make_dataset(data.waveforms["train"], data.targets["train"], frontend_cfg=recipe.frontend,
-                                batch_size=recipe.schedule.batch_size, training=True, augment=recipe.augment,
-                                background=data.background, seed=recipe.seed, epoch=epoch)
-        logs = model.fit(train_ds, epochs=epoch + 1, initial_epoch=epoch, validation_data=val, verbose=0).history
+        logs = model.fit(train_dataset(recipe, data, epoch), epochs=epoch + 1, initial_epoch=epoch,
+                         validation_data=val, verbose=0).history
         row = {k: float(v[-1]) for k, v in logs.items()}
         row.update(epoch=epoch, seconds=round(time.time() - start, 2))
         with writer.as_default():

@@ -81,9 +81,9 @@ class CompressConfig:
 
     def __post_init__(self):
         if self.method not in METHODS:
-            raise ConfigError(f"compress.method must be one of {METHODS}, got {self.method!r}")
+            raise ConfigError(f"method must be one of {METHODS}, got {self.method!r}")
         if self.epochs < 1 or self.learning_rate <= 0:
-            raise ConfigError(f"compress.epochs must be >= 1 and learning_rate > 0, got {self.epochs}, "
+            raise ConfigError(f"epochs must be >= 1 and learning_rate > 0, got {self.epochs}, "
                               f"{self.learning_rate}")
 
     @property
