@@ -27,6 +27,9 @@ class PruneConfig:
     block_size: tuple[int, int] = (1, 1)  # (1, 1): unstructured; e.g. (1, 4): groups of 4 along the last axis
     keep_first: bool = True          # the first conv sees raw features: kept dense, as is common
     keep_last: bool = True           # the classifier: kept dense
+    # Depthwise kernels stay dense by default: a small share of the weights (10-24% in the four families), each
+    # weight a whole tap of one channel, and TFMOT's own registry leaves them unpruned too.
+    depthwise: bool = False
     skip: tuple[str, ...] = ()       # layer names (fnmatch patterns) never pruned
 
     def __post_init__(self):

@@ -132,3 +132,43 @@ def variable_bytes(model_bytes: bytes) -> int:
             t = sub.Tensors(op.Inputs(1))
             total += int(np.prod(t.ShapeAsNumpy())) * _TENSOR_BYTES[t.Type()]
     return total
+
+
+# Ops whose input 1 is a weight tensor ("filter") that magnitude pruning zeroes.
+_FILTER_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
+_WEIGHT_DTYPES = {fb.TensorType.INT8: np.int8, fb.TensorType.FLOAT32: np.float32}
+
+
+def weight_sparsity(model_bytes: bytes) -> dict[str, float]:
+    """{filter tensor name: fraction of its stored values that are exactly zero} for every CONV_2D,
+    DEPTHWISE_CONV_2D and FULLY_CONNECTED of the main subgraph, in execution order: the sparsity the device
+    really holds. int8 filters are symmetric (zero point 0), so a pruned float zero is an int8 zero and the
+    fraction equals the Keras kernel's; a float model's filters are counted in float. A tensor name used by two
+    different tensors gets its tensor index appended ("name#12"). Raises DeviceError for a filter that is not a
+    constant int8/float32 tensor (e.g. one a DECODE operator decompresses at run time: measure the model before
+    LUT compression) or an int8 filter with a non-zero zero point."""
+    model = read_tflite(model_bytes)
+    out: dict[str, float] = {}
+    owner: dict[str, int] = {}
+    for _, sub, op in _operators(model, [0]):
+        name = op_name(model, op.OpcodeIndex())
+        if name not in _FILTER_OPS:
+            continue
+        index = op.Inputs(1)
+        tensor = sub.Tensors(index)
+        key = (tensor.Name() or b"").decode() or f"tensor{index}"
+        if owner.setdefault(key, index) != index:
+            key = f"{key}#{index}"
+        buffer = model.Buffers(tensor.Buffer())
+        what = f"{name} filter {key!r}"
+        if buffer is None or buffer.DataLength() == 0:
+            raise DeviceError(f"{what} is not a constant tensor (computed at run time, e.g. by DECODE)")
+        if tensor.Type() not in _WEIGHT_DTYPES:
+            raise DeviceError(f"{what} has tensor type {tensor.Type()}; only int8 and float32 are read")
+        values = buffer.DataAsNumpy().view(_WEIGHT_DTYPES[tensor.Type()])
+        q = tensor.Quantization()
+        if tensor.Type() == fb.TensorType.INT8 and q is not None and q.ZeroPointLength() \
+                and np.any(q.ZeroPointAsNumpy() != 0):
+            raise DeviceError(f"{what} has a non-zero zero point: an int8 zero is not a zero weight")
+        out[key] = float(np.count_nonzero(values == 0)) / values.size
+    return out

@@ -70,6 +70,13 @@ class StridedDepthwiseConv2D(keras.layers.DepthwiseConv2D):
             y = tf.nn.bias_add(y, self.bias)
         return self.activation(y)
 
+    def get_prunable_weights(self) -> list:
+        """TFMOT's PrunableLayer protocol (tfmot.sparsity.keras.PrunableLayer): the weights magnitude pruning may
+        mask, here the depthwise kernel. Duck-typed, as TFMOT accepts, so that kws_zoo.layers does not import TFMOT;
+        kws_zoo.compress.pruning registers the class as a PrunableLayer and decides whether depthwise kernels
+        are pruned at all (TFMOT does not know this class: its registry matches layers by exact class)."""
+        return [self.depthwise_kernel]
+
 
 def depthwise_conv_layer(kernel_size, strides=(1, 1), **kwargs) -> keras.layers.DepthwiseConv2D:
     """keras.layers.DepthwiseConv2D, or StridedDepthwiseConv2D where its strides differ (the only case that

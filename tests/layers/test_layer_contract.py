@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import kws_zoo
+from kws_zoo.compress.pruning import PruneLowMagnitude
 from kws_zoo.core.compat import keras
 from kws_zoo.layers.rep_conv import RepConv2D
 from kws_zoo.layers.sinc_conv import SincConv
@@ -76,6 +77,9 @@ CASES = [
                    name="s"),
               (2, 5, 3), batch=1,  # the internal ring buffer holds one stream
               not_applicable={"plain": STREAM_NOT_PLAIN, "int8": STREAM_NOT_INT8}),
+    # The pruning wrapper (compress stage): its plain form is the wrapped layer with the mask applied.
+    LayerCase("prune_low_magnitude_depthwise_block", PruneLowMagnitude,
+              dict(layer=keras.layers.DepthwiseConv2D(3, padding="same", name="dw"), block_size=(1, 4)), (6, 8, 4)),
 ]
 
 

@@ -1,0 +1,290 @@
+"""Dynamic sparsity (DSNN, arXiv 2005.10627): one set of weights, nested magnitude masks, every level trained.
+
+The model is the re-parameterized inference form (docs/architecture.md: train -> re-parameterize -> compress ->
+export), so every mask acts on a kernel the device runs.
+
+Layers. `sparsifiable_layers` is the policy, shared with pruning: every Conv2D, DepthwiseConv2D (including
+StridedDepthwiseConv2D) and Dense, except the first conv (it sees raw features) and the last Dense (the
+classifier). Only kernels are masked; biases and BatchNormalization stay dense.
+
+Masks. Per layer, |w| is ranked once (0 = largest; ties broken by position, so the order is total) and level s
+keeps the n - round(s * n) best-ranked weights. A sparser level keeps a prefix of the same ranking as a denser one,
+so the masks are nested by construction, and a layer reaches exactly round(s * n) pruned weights at every level.
+
+Training (`fit_dsnn`). Each step visits DsnnConfig.levels_per_step levels: the densest (levels[0]), the sparsest
+and levels_per_step - 2 others drawn at random without replacement (slimmable networks' "sandwich rule"). Each
+level runs the model with kernels w * m (the gradient reaches only that level's kept weights); the level losses are
+averaged (so a learning rate right for ordinary fine-tuning stays right) and one optimizer update moves the shared
+weights. Masks are recomputed from the dense weights at the start of every epoch (or every `mask_update_steps`
+steps), before every evaluation, and once more when training ends, so that the masks the trainer holds at the end
+are exactly the ones `set_sparsity` applies to the final weights.
+
+BatchNormalization. Slimmable networks keep private BN statistics per width because they train from scratch with
+batch statistics. Here the model is already trained, and after re-parameterization most BN is folded into convs;
+the rest (BC-ResNet's SubSpectralNorm) runs frozen during DSNN fine-tuning: inference mode (moving statistics of the
+trained model) with gamma and beta fixed, so it is a fixed affine map and each level trains exactly the function it
+deploys. Nothing per level has to be stored or recalibrated, and `set_sparsity` is a function of the weights alone.
+
+Switching. `set_sparsity(model, level)` returns a plain clone (same classes and layer names) whose kernels are
+masked at `level`: exportable and streamable as is, one int8 .tflite per level. `level_masks` shows the masks.
+"""
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+
+import numpy as np
+
+from kws_zoo.compress.config import DsnnConfig
+from kws_zoo.core.compat import keras, tf
+from kws_zoo.core.errors import ConfigError, ModelError
+
+L = keras.layers
+_CONVS = (L.Conv2D, L.DepthwiseConv2D)  # StridedDepthwiseConv2D is a DepthwiseConv2D
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Which layers, which masks
+# ----------------------------------------------------------------------------------------------------------------
+
+def kernel_attribute(layer: L.Layer) -> str:
+    """The attribute holding the kernel a sparsifiable layer's call() reads."""
+    return "depthwise_kernel" if isinstance(layer, L.DepthwiseConv2D) else "kernel"
+
+
+def sparsifiable_layers(model: keras.Model, keep_first: bool = True, keep_last: bool = True) -> list[L.Layer]:
+    """The layers whose kernels pruning and DSNN mask, in graph order: every Conv2D, DepthwiseConv2D (and
+    subclasses such as StridedDepthwiseConv2D) and Dense of `model`, except the first conv (keep_first) and the last
+    Dense (keep_last). The model must be the single-branch inference form (kws_zoo.reparam.reparameterize):
+    a layer with `plain_layer()` (RepConv2D, SubSpectralNorm, SincConv, ...) holds kernels no mask here would reach
+    as deployed, and a nested model hides its layers; both raise ModelError."""
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            raise ModelError(f"{model.name}: nested model {layer.name!r}; flatten it first")
+        if hasattr(layer, "plain_layer"):
+            raise ModelError(f"{model.name}: layer {layer.name!r} ({type(layer).__name__}) is a training-form "
+                                   "layer; compress the re-parameterized model (kws_zoo.reparam.reparameterize)")
+    candidates = [layer for layer in model.layers if isinstance(layer, (*_CONVS, L.Dense))]
+    kept = set()
+    convs = [layer for layer in candidates if isinstance(layer, _CONVS)]
+    dense = [layer for layer in candidates if isinstance(layer, L.Dense)]
+    if keep_first and convs:
+        kept.add(convs[0].name)
+    if keep_last and dense:
+        kept.add(dense[-1].name)
+    return [layer for layer in candidates if layer.name not in kept]
+
+
+def _check_level(level: float) -> float:
+    level = float(level)
+    if not 0.0 <= level < 1.0:
+        raise ConfigError(f"a sparsity level must lie in [0, 1), got {level}")
+    return level
+
+
+def _ranks(kernel: np.ndarray) -> np.ndarray:
+    """Each weight's rank by |w| (0 = largest), ties by position: the one ordering every level cuts."""
+    flat = np.abs(np.asarray(kernel)).ravel()
+    ranks = np.empty(flat.size, np.int32)
+    ranks[np.argsort(-flat, kind="stable")] = np.arange(flat.size, dtype=np.int32)
+    return ranks.reshape(np.shape(kernel))
+
+
+def _kept(size: int, level: float) -> int:
+    """How many of `size` weights level `level` keeps (round half to even, as Python's round)."""
+    return size - int(round(level * size))
+
+
+def level_masks(model: keras.Model, levels: Sequence[float], *, keep_first: bool = True,
+                keep_last: bool = True) -> dict[float, dict[str, np.ndarray]]:
+    """{level: {layer name: bool mask of its kernel (True = kept)}} for the sparsifiable layers of `model`, from
+    its current weights: the masks set_sparsity applies and fit_dsnn trains."""
+    levels = [_check_level(s) for s in levels]
+    out: dict[float, dict[str, np.ndarray]] = {s: {} for s in levels}
+    for layer in sparsifiable_layers(model, keep_first, keep_last):
+        kernel = getattr(layer, kernel_attribute(layer)).numpy()
+        ranks = _ranks(kernel)
+        for s in levels:
+            out[s][layer.name] = ranks < _kept(kernel.size, s)
+    return out
+
+
+def set_sparsity(model: keras.Model, level: float, *, keep_first: bool = True, keep_last: bool = True) -> keras.Model:
+    """A plain clone of `model` (same classes, layer names and config) whose sparsifiable kernels are masked at
+    `level` (no retraining): exactly round(level * n) zeros more per layer of n weights (fewer only where weights
+    were zero already), other weights copied. `model` is left as it is. Use the keep_first / keep_last that
+    fit_dsnn trained with."""
+    level = _check_level(level)
+    masks = level_masks(model, [level], keep_first=keep_first, keep_last=keep_last)[level]
+    clone = keras.models.clone_model(model)
+    for layer in clone.layers:
+        layer.set_weights(model.get_layer(layer.name).get_weights())
+        if layer.name in masks:
+            kernel = getattr(layer, kernel_attribute(layer))
+            kernel.assign(np.where(masks[layer.name], kernel.numpy(), 0.0).astype(kernel.dtype.as_numpy_dtype))
+    return clone
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Training
+# ----------------------------------------------------------------------------------------------------------------
+
+class _DsnnTrainer(keras.Model):
+    """Wraps the model to train; its variables are the model's own (shared), plus one rank table per layer.
+
+    train_step: the sandwich rule (module docstring). test_step: every level, each level's loss reported as
+    `loss_<level>` and their mean as `loss`. evaluate() first recomputes the masks from the current weights.
+    """
+
+    def __init__(self, model: keras.Model, cfg: DsnnConfig, layer_names: Sequence[str], seed: int):
+        super().__init__(name=f"{model.name}_dsnn")
+        self.inner = model
+        self.levels = tuple(float(s) for s in cfg.levels)
+        self.levels_per_step = int(cfg.levels_per_step)
+        self.seed = int(seed)
+        self.layer_names = tuple(layer_names)
+        self.ranks, self.keep = [], []
+        for name in self.layer_names:
+            kernel = self._kernel(name)
+            self.ranks.append(tf.Variable(tf.zeros(kernel.shape, tf.int32), trainable=False, name=f"{name}_rank"))
+            self.keep.append(tf.constant([_kept(int(np.prod(kernel.shape)), s) for s in self.levels], tf.int32))
+        self.update_masks()
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+        self.level_trackers = [keras.metrics.Mean(name=f"loss_{s:g}") for s in self.levels]
+
+    @property
+    def metrics(self):
+        return [self.loss_tracker, *self.level_trackers]
+
+    def _kernel(self, name: str):
+        layer = self.inner.get_layer(name)
+        return getattr(layer, kernel_attribute(layer))
+
+    def update_masks(self) -> None:
+        """Ranks recomputed from the current (dense) weights: the masks of every level follow."""
+        for name, ranks in zip(self.layer_names, self.ranks):
+            ranks.assign(_ranks(self._kernel(name).numpy()))
+
+    @contextlib.contextmanager
+    def _masked(self, index):
+        """Within it, each sparsifiable layer's call() reads kernel * mask of level `index` (a scalar tensor)
+        instead of its variable. The attribute is rebound with object.__setattr__, past Keras' attribute
+        tracking, so the layer's weight lists and checkpoint dependencies never change; it is restored on exit."""
+        swapped = []
+        try:
+            for name, ranks, keep in zip(self.layer_names, self.ranks, self.keep):
+                layer = self.inner.get_layer(name)
+                attr = kernel_attribute(layer)
+                kernel = getattr(layer, attr)
+                mask = tf.cast(ranks < tf.gather(keep, index), kernel.dtype)
+                swapped.append((layer, attr, kernel))
+                object.__setattr__(layer, attr, kernel * mask)
+            yield
+        finally:
+            for layer, attr, kernel in swapped:
+                object.__setattr__(layer, attr, kernel)
+
+    def _draw_levels(self) -> list:
+        """Level indices of one step: the densest, the sparsest, then levels_per_step - 2 of the others at random
+        (stateless: seeded by `seed` and the optimizer's step, so a run repeats exactly)."""
+        last = len(self.levels) - 1
+        visits = [tf.constant(0, tf.int32), tf.constant(last, tf.int32)]
+        extra = self.levels_per_step - 2
+        if extra:
+            seed = tf.stack([tf.constant(self.seed, tf.int64), tf.cast(self.optimizer.iterations, tf.int64)])
+            others = tf.argsort(tf.random.stateless_uniform([last - 1], seed=seed))[:extra] + 1
+            visits += [tf.cast(others[i], tf.int32) for i in range(extra)]
+        return visits
+
+    def _level_loss(self, index, x, y, sample_weight, training: bool):
+        with self._masked(index):
+            logits = self.inner(x, training=training)
+        return self.compiled_loss(y, logits, sample_weight)
+
+    def _track(self, visits, losses) -> None:
+        for index, loss in zip(visits, losses):
+            for j, tracker in enumerate(self.level_trackers):
+                tracker.update_state(loss, sample_weight=tf.cast(tf.equal(index, j), loss.dtype))
+
+    def call(self, inputs, training=None):
+        return self.inner(inputs, training=training)
+
+    def train_step(self, data):
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        visits = self._draw_levels()
+        with tf.GradientTape() as tape:
+            losses = [self._level_loss(index, x, y, sample_weight, True) for index in visits]
+            loss = tf.add_n(losses) / len(losses)
+            if self.inner.losses:
+                loss += tf.add_n(self.inner.losses)
+        variables = self.trainable_variables
+        grads = tape.gradient(loss, variables)
+        self.optimizer.apply_gradients((g, v) for g, v in zip(grads, variables) if g is not None)
+        self.loss_tracker.update_state(loss)
+        self._track(visits, losses)
+        return {m.name: m.result() for m in self.metrics}
+
+    def test_step(self, data):
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        visits = [tf.constant(j, tf.int32) for j in range(len(self.levels))]
+        losses = [self._level_loss(index, x, y, sample_weight, False) for index in visits]
+        self.loss_tracker.update_state(tf.add_n(losses) / len(losses))
+        self._track(visits, losses)
+        return {m.name: m.result() for m in self.metrics}
+
+    def evaluate(self, *args, **kwargs):
+        self.update_masks()
+        return super().evaluate(*args, **kwargs)
+
+
+class _MaskUpdates(keras.callbacks.Callback):
+    """Recomputes the trainer's masks at every epoch start (every_steps None) or every `every_steps` steps, and at
+    the end of training."""
+
+    def __init__(self, trainer: _DsnnTrainer, every_steps: int | None):
+        super().__init__()
+        self.trainer, self.every_steps, self.step = trainer, every_steps, 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self.every_steps is None:
+            self.trainer.update_masks()
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if self.every_steps is not None and self.step % self.every_steps == 0:
+            self.trainer.update_masks()
+        self.step += 1
+
+    def on_train_end(self, logs=None):
+        self.trainer.update_masks()
+
+
+def fit_dsnn(model: keras.Model, cfg: DsnnConfig, dataset, *, epochs: int, optimizer, loss,
+             steps_per_epoch: int | None = None, validation=None, callbacks: Sequence = (),
+             mask_update_steps: int | None = None, keep_first: bool = True, keep_last: bool = True, seed: int = 0,
+             verbose: int = 0) -> keras.callbacks.History:
+    """Trains `model`'s weights in place so that every level of cfg.levels works (module docstring).
+
+    dataset, validation: as keras.Model.fit takes them ((features, labels) batches); loss: as compile takes it,
+    on the model's logits; optimizer: a Keras optimizer (or its name). Masks are recomputed every epoch, or every
+    `mask_update_steps` steps when given. BatchNormalization runs frozen (inference mode, gamma and beta fixed)
+    and gets its trainable flag back afterwards. The History's logs hold `loss` (mean over the visited levels) and
+    `loss_<level>` (a level's mean over the steps that visited it; 0 if none did), `val_` the same over every
+    level; `history.model` is the trainer, whose evaluate() reports the same for any data. Then
+    set_sparsity(model, level) gives each level's model.
+    """
+    if mask_update_steps is not None and mask_update_steps < 1:
+        raise ConfigError(f"mask_update_steps must be >= 1 or None, got {mask_update_steps}")
+    layers = sparsifiable_layers(model, keep_first, keep_last)
+    if not layers:
+        raise ModelError(f"{model.name}: no layer to sparsify (keep_first={keep_first}, keep_last={keep_last})")
+    frozen = [m for m in model.submodules if isinstance(m, L.BatchNormalization) and m.trainable]
+    for bn in frozen:
+        bn.trainable = False
+    try:
+        trainer = _DsnnTrainer(model, cfg, [layer.name for layer in layers], seed)
+        trainer.compile(optimizer=optimizer, loss=loss)
+        return trainer.fit(dataset, epochs=epochs, steps_per_epoch=steps_per_epoch, validation_data=validation,
+                           callbacks=[_MaskUpdates(trainer, mask_update_steps), *callbacks], verbose=verbose)
+    finally:
+        for bn in frozen:
+            bn.trainable = True

@@ -1,0 +1,258 @@
+"""Dynamic sparsity: nested masks, exact per-layer sparsity, every level trained by one set of weights, and each
+level's model a plain, savable model equal to what the trainer trained."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from kws_zoo.compress.config import DsnnConfig
+from kws_zoo.compress.dsnn import fit_dsnn, kernel_attribute, level_masks, set_sparsity, sparsifiable_layers
+from kws_zoo.core.compat import keras, tf
+from kws_zoo.core.errors import ConfigError, ModelError
+from kws_zoo.export.reparam import reparameterize
+from kws_zoo.layers.strided_depthwise import StridedDepthwiseConv2D
+from kws_zoo.models import create_model
+from kws_zoo.models.saving import load_keras
+
+from helpers import randomize_bn, tiny_cnn
+
+# The module-scoped fixture trains: under pytest-xdist the module stays on one worker.
+pytestmark = pytest.mark.xdist_group("test_dsnn")
+
+L = keras.layers
+SHAPE = (20, 8, 1)
+CLASSES = 4
+LEVELS = (0.0, 0.5, 0.7, 0.9)
+SPARSE = ["dw", "sdw", "pw", "hidden"]  # the default policy: all but the first conv and the last Dense
+
+
+def band_model() -> keras.Model:
+    """Every kind of sparsifiable layer (conv, depthwise, unequal-stride depthwise, dense) between a first conv and
+    a classifier, plus a BatchNormalization the fold would leave (after a depthwise conv feeding a residual)."""
+    inp = keras.Input(SHAPE)
+    x = L.Conv2D(8, 3, padding="same", name="stem")(inp)
+    y = L.DepthwiseConv2D(3, padding="same", name="dw")(x)
+    x = L.Add(name="residual")([x, y])
+    x = L.BatchNormalization(name="bn")(x)
+    x = L.ReLU(name="relu1")(x)
+    x = StridedDepthwiseConv2D((3, 3), strides=(1, 2), padding="same", name="sdw")(x)
+    x = L.Conv2D(16, 1, activation="relu", name="pw")(x)
+    x = L.AveragePooling2D((SHAPE[0], 1), name="time_mean")(x)  # keeps the frequency axis: where the energy is
+    x = L.Flatten(name="flatten")(x)
+    x = L.Dense(16, activation="relu", name="hidden")(x)
+    return keras.Model(inp, L.Dense(CLASSES, name="logits")(x))
+
+
+def band_data(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Random features with a learnable rule: class c has louder frequency bins 2c and 2c + 1."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, CLASSES, n)
+    x = rng.standard_normal((n, *SHAPE)).astype(np.float32)
+    for i, c in enumerate(y):
+        x[i, :, 2 * c:2 * c + 2] *= 1.6
+    return x, y.astype(np.int32)
+
+
+LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+
+def level_losses(model: keras.Model, x, y) -> dict[float, float]:
+    return {s: float(LOSS(y, set_sparsity(model, s)(x, training=False))) for s in LEVELS}
+
+
+def kernels(model: keras.Model) -> dict[str, np.ndarray]:
+    return {layer.name: getattr(layer, kernel_attribute(layer)).numpy() for layer in model.layers
+            if isinstance(layer, (L.Conv2D, L.DepthwiseConv2D, L.Dense))}
+
+
+@pytest.fixture(scope="module")
+def trained():
+    """band_model with non-trivial BN statistics, trained with DSNN for 4 epochs; what it was before, too."""
+    keras.utils.set_random_seed(0)
+    model = band_model()
+    randomize_bn(model, seed=1)
+    x, y = band_data(512, seed=0)
+    xv, yv = band_data(256, seed=1)
+    before = {"kernels": kernels(model), "losses": level_losses(model, xv, yv),
+              "bn": [w.copy() for w in model.get_layer("bn").get_weights()]}
+    dataset = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(512, seed=0).batch(32)
+    history = fit_dsnn(model, DsnnConfig(levels=LEVELS, levels_per_step=3), dataset, epochs=4,
+                       optimizer=keras.optimizers.Adam(5e-3), loss=LOSS, validation=(xv, yv))
+    return {"model": model, "history": history, "before": before, "val": (xv, yv)}
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Which layers
+# --------------------------------------------------------------------------------------------------------------
+
+def test_policy_keeps_first_conv_and_classifier_dense():
+    model = band_model()
+    assert [layer.name for layer in sparsifiable_layers(model)] == SPARSE
+    assert [layer.name for layer in sparsifiable_layers(model, keep_first=False)] == ["stem", *SPARSE]
+    assert [layer.name for layer in sparsifiable_layers(model, keep_last=False)] == [*SPARSE, "logits"]
+
+
+def test_policy_on_reparameterized_bc_resnet():
+    """The real target: BC-ResNet-1's inference form, with its unequal-stride depthwise convs."""
+    plain = reparameterize(create_model("bc_resnet_1", num_classes=12), check=False)
+    names = [layer.name for layer in sparsifiable_layers(plain)]
+    every = [layer.name for layer in plain.layers if isinstance(layer, (L.Conv2D, L.DepthwiseConv2D, L.Dense))]
+    assert every[0] == "head_conv" and every[-1] == "logits"
+    assert names == every[1:-1]
+    strided = [layer.name for layer in plain.layers if isinstance(layer, StridedDepthwiseConv2D)]
+    assert strided and set(strided) <= set(names)
+
+
+def test_policy_refuses_training_form_and_nested_models():
+    with pytest.raises(ModelError, match="reparameterize"):
+        sparsifiable_layers(create_model("bc_resnet_1", num_classes=12))  # SubSpectralNorm: a training-form layer
+    inner = tiny_cnn()
+    outer = keras.Model(inner.inputs, inner(inner.inputs))
+    with pytest.raises(ModelError, match="nested"):
+        sparsifiable_layers(outer)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Masks and switching
+# --------------------------------------------------------------------------------------------------------------
+
+def test_masks_nested_and_by_magnitude_for_every_layer():
+    keras.utils.set_random_seed(2)
+    model = band_model()
+    levels = (0.0, 0.25, 0.5, 0.7, 0.9, 0.95)
+    masks = level_masks(model, levels)
+    weights = kernels(model)
+    assert set(masks) == set(levels)
+    for name in SPARSE:
+        w = np.abs(weights[name])
+        for denser, sparser in zip(levels, levels[1:]):
+            dense_mask, sparse_mask = masks[denser][name], masks[sparser][name]
+            assert dense_mask.shape == w.shape
+            assert not np.any(sparse_mask & ~dense_mask), f"{name}: level {sparser} keeps a weight {denser} drops"
+        for s in levels:
+            kept = masks[s][name]
+            assert kept.sum() == w.size - round(s * w.size), (name, s)
+            if 0 < kept.sum() < w.size:
+                assert w[kept].min() >= w[~kept].max(), f"{name} at {s}: a dropped weight outweighs a kept one"
+    assert masks[0.0]["dw"].all()
+
+
+def test_set_sparsity_exact_per_layer_dense_elsewhere():
+    keras.utils.set_random_seed(3)
+    model = band_model()
+    randomize_bn(model)
+    original = [w.copy() for w in model.get_weights()]
+    for s in LEVELS:
+        sparse = set_sparsity(model, s)
+        assert sparse is not model
+        assert [(type(a), a.name) for a in sparse.layers] == [(type(b), b.name) for b in model.layers]
+        got = kernels(sparse)
+        for name, w in kernels(model).items():
+            zeros = int(np.sum(got[name] == 0.0))
+            if name in SPARSE:
+                assert zeros == round(s * w.size), (name, s, zeros, w.size)
+                kept = got[name] != 0.0
+                np.testing.assert_array_equal(got[name][kept], w[kept])
+            else:  # the first conv and the classifier: untouched
+                assert zeros == 0, (name, s)
+                np.testing.assert_array_equal(got[name], w)
+        for name in ("stem", "bn", "hidden", "logits"):  # biases and BN statistics are copied, never masked
+            layer = model.get_layer(name)
+            for a, b in zip(sparse.get_layer(name).get_weights()[-1:], layer.get_weights()[-1:]):
+                np.testing.assert_array_equal(a, b)
+    for a, b in zip(model.get_weights(), original):  # the input model is left as it was
+        np.testing.assert_array_equal(a, b)
+
+
+def test_set_sparsity_zero_equals_dense_model():
+    keras.utils.set_random_seed(4)
+    model = tiny_cnn()
+    randomize_bn(model)
+    x = np.random.default_rng(0).standard_normal((8, 49, 10, 1)).astype(np.float32)
+    np.testing.assert_array_equal(set_sparsity(model, 0.0)(x, training=False), model(x, training=False))
+
+
+def test_level_model_survives_keras_save_load(tmp_path):
+    keras.utils.set_random_seed(5)
+    model = band_model()
+    randomize_bn(model)
+    sparse = set_sparsity(model, 0.7)
+    path = str(tmp_path / "level70.keras")
+    sparse.save(path)
+    loaded = load_keras(path)
+    assert [(type(a), a.name) for a in loaded.layers] == [(type(b), b.name) for b in sparse.layers]
+    for a, b in zip(loaded.get_weights(), sparse.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    x, _ = band_data(8, seed=2)
+    np.testing.assert_array_equal(loaded(x, training=False), sparse(x, training=False))
+
+
+def test_bad_levels_and_settings_raise():
+    model = band_model()
+    for level in (1.0, -0.1):
+        with pytest.raises(ConfigError, match="sparsity level"):
+            set_sparsity(model, level)
+    data = tf.data.Dataset.from_tensor_slices(band_data(8, seed=0)).batch(8)
+    with pytest.raises(ConfigError, match="mask_update_steps"):
+        fit_dsnn(model, DsnnConfig(), data, epochs=1, optimizer="adam", loss=LOSS, mask_update_steps=0)
+    only_ends = keras.Model(model.inputs, model.get_layer("stem").output)
+    with pytest.raises(ModelError, match="no layer to sparsify"):
+        fit_dsnn(only_ends, DsnnConfig(), data, epochs=1, optimizer="adam", loss=LOSS)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Training
+# --------------------------------------------------------------------------------------------------------------
+
+def test_training_changes_weights_and_every_level_improves(trained):
+    model, before = trained["model"], trained["before"]
+    after = kernels(model)
+    for name, w in before["kernels"].items():
+        assert not np.allclose(after[name], w), f"{name} did not move"
+    losses = level_losses(model, *trained["val"])
+    # From scratch, 4 epochs: the dense level's loss falls to 0.05-0.3 of chance, the 90% level's (7 of 72 depthwise
+    # weights left) to 0.77-0.85 (measured, seeds 0-2).
+    assert losses[0.0] < 0.5 * before["losses"][0.0], (before["losses"], losses)
+    for s in LEVELS:
+        assert losses[s] < 0.95 * before["losses"][s], (s, before["losses"][s], losses[s])
+    # Training history: every level's loss fell from the first epoch to the last, on training and validation data.
+    history = trained["history"].history
+    for s in LEVELS:
+        for key in (f"loss_{s:g}", f"val_loss_{s:g}"):
+            assert history[key][-1] < history[key][0], (key, history[key])
+
+
+def test_batchnorm_frozen_during_training_and_flag_restored(trained):
+    bn = trained["model"].get_layer("bn")
+    assert bn.trainable
+    for a, b in zip(bn.get_weights(), trained["before"]["bn"]):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_trained_levels_are_the_deployed_models(trained):
+    """What the trainer computed per level (kernels masked on the fly) is what set_sparsity's models compute, and
+    the masks the trainer ends with are level_masks of the final weights."""
+    model, trainer = trained["model"], trained["history"].model
+    masks = level_masks(model, LEVELS)
+    for name, ranks, keep in zip(trainer.layer_names, trainer.ranks, trainer.keep):
+        for j, s in enumerate(LEVELS):
+            np.testing.assert_array_equal(ranks.numpy() < int(keep[j]), masks[s][name])
+    xv, yv = trained["val"]
+    reported = trainer.evaluate(xv, yv, batch_size=32, return_dict=True, verbose=0)
+    deployed = level_losses(model, xv, yv)
+    for s in LEVELS:
+        assert reported[f"loss_{s:g}"] == pytest.approx(deployed[s], rel=1e-4, abs=1e-6), s
+
+
+def test_every_step_visits_densest_and_sparsest(trained):
+    """levels_per_step=2: only the two ends are ever visited (the middle levels' training loss stays 0); with 3 of
+    4 levels per step (the fixture) every level was visited in every epoch. Also runs step-counted mask updates."""
+    history = trained["history"].history
+    assert all(v > 0 for s in LEVELS for v in history[f"loss_{s:g}"])
+    keras.utils.set_random_seed(6)
+    model = band_model()
+    data = tf.data.Dataset.from_tensor_slices(band_data(64, seed=3)).batch(16)
+    ends = fit_dsnn(model, DsnnConfig(levels=LEVELS, levels_per_step=2), data, epochs=1, optimizer="adam",
+                    loss=LOSS, mask_update_steps=3).history
+    assert ends["loss_0"][0] > 0 and ends["loss_0.9"][0] > 0
+    assert ends["loss_0.5"] == [0.0] and ends["loss_0.7"] == [0.0]
