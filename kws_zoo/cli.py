@@ -57,9 +57,17 @@ def _cmd_train(args) -> None:
     check_data_paths(recipe, where=args.recipe)  # names the recipe file; train() checks again for library callers
     run_dir = args.out or default_run_dir(recipe.name)
     summary = train(recipe, run_dir, restart=args.restart, progress=not args.quiet)
+    if recipe.compress.active:  # the recipe's compression stage runs on the trained model, in the same run dir
+        from kws_zoo.workflows.compress_run import compress_run
+
+        summary["compress"] = compress_run(run_dir, recipe, progress=not args.quiet)
     print(json.dumps(summary, indent=2) if args.json else
           f"trained {recipe.name}: best validation accuracy {summary['best_val_accuracy']:.2%} "
           f"(epoch {summary['best_epoch']}), {summary['params']} params -> {run_dir}")
+    if "compress" in summary and not args.json:
+        stages = ", ".join(f"{k} {v:.2%}" for k, v in summary["compress"]["accuracy"].items())
+        print(f"compressed ({recipe.compress.method}{', QAT' if recipe.compress.qat else ''}): test accuracy "
+              f"after each stage: {stages}")
 
 
 def _cmd_evaluate(args) -> None:

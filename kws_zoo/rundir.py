@@ -39,6 +39,7 @@ EXPORT_DIR = "export"
 INFERENCE_MODEL = "model_inference.keras"
 TFLITE_FLOAT = "model_float.tflite"
 TFLITE_INT8 = "model_int8.tflite"
+TFLITE_INT8_LUT = "model_int8_lut.tflite"  # the same model with TFLM look-up-table weight compression (DECODE ops)
 MODEL_CARD = "model_card.json"
 MODEL_CARD_MD = "model_card.md"
 TFLM_REPORT = "report_tflm_int8.json"
@@ -56,6 +57,11 @@ LONG_AUDIO_WAV, LONG_AUDIO_EVENTS = "stream.wav", "events.json"  # the test stre
 
 def default_run_dir(recipe_name: str) -> str:
     return os.path.join(RUNS_ROOT, recipe_name)
+
+
+def sparsity_level_file(level: float) -> str:
+    """int8 .tflite of one dynamic-sparsity level in the export folder, e.g. model_int8_sparsity70.tflite."""
+    return f"model_int8_sparsity{round(level * 100):02d}.tflite"
 
 
 def long_audio_dir(run_dir: str | os.PathLike, runtime: str) -> str:

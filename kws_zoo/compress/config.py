@@ -85,6 +85,9 @@ class CompressConfig:
     def __post_init__(self):
         if self.method not in METHODS:
             raise ConfigError(f"method must be one of {METHODS}, got {self.method!r}")
+        if self.method == "dsnn" and self.qat is not None:
+            # QAT would fine-tune one level's weights and leave the others untrained for its quantizers.
+            raise ConfigError("qat after dsnn is not supported: one set of QAT ranges cannot serve every level")
         if self.epochs < 1 or self.learning_rate <= 0:
             raise ConfigError(f"epochs must be >= 1 and learning_rate > 0, got {self.epochs}, "
                               f"{self.learning_rate}")

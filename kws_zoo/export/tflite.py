@@ -97,3 +97,24 @@ def to_tflite_int8(model: keras.Model, representative: Iterable | np.ndarray,
         raise ExportError(f"{model.name}: int8 export left float ops {culprits} (no int8 kernel; "
                           "wrapped in DEQUANTIZE/QUANTIZE); replace those layers")
     return model_bytes
+
+
+def to_tflite_int8_qat(qat_model: keras.Model, representative: Iterable | np.ndarray,
+                       num_samples: int = 200) -> bytes:
+    """Full-integer .tflite (int8 input and output) of a QAT model (kws_zoo.compress.qat.quantize_model, fine-tuned):
+    every scale comes from the model's fake quantizers (their ranges and bits: a b-bit weight is an int8 in
+    -(2**(b-1) - 1)..2**(b-1) - 1), so the device computes what the QAT model computes in inference, up to integer
+    rounding. `representative` (as for to_tflite_int8) only calibrates tensors the QAT graph leaves without a
+    quantizer, such as the product inside a standalone BatchNormalization (MUL + ADD); the converter insists on it
+    for every full-integer conversion. The same float-island check as to_tflite_int8.
+
+    Raises ExportError for a model without quantize wrappers (that would be post-training quantization: use
+    to_tflite_int8) and for one whose activation ranges no training batch has set yet: kws_zoo's quantizers record
+    that in a variable '<name>_seen' (0 until the first training batch), and an untrained range is a placeholder."""
+    if not any(hasattr(layer, "quantize_config") for layer in qat_model.layers):
+        raise ExportError(f"{qat_model.name}: not a QAT model (no TFMOT quantize wrappers); use to_tflite_int8")
+    unset = [v.name for v in qat_model.non_trainable_weights if v.name.endswith("_seen:0") and float(v.numpy()) == 0]
+    if unset:
+        raise ExportError(f"{qat_model.name}: {len(unset)} quantizer range(s) never set by training (e.g. "
+                          f"{unset[0]}); fine-tune the QAT model (one step sets them) before converting")
+    return to_tflite_int8(qat_model, representative, num_samples)

@@ -32,6 +32,8 @@ from kws_zoo.models.saving import load_keras
 from kws_zoo.recipe import Recipe, load_recipe
 from kws_zoo.rundir import ModelInfo
 from kws_zoo.train import PreparedData, prepare_data
+from kws_zoo.workflows.compress_run import load_compressed, read_summary
+from kws_zoo.workflows.export_compressed import compressed_int8, compression_card, dsnn_levels
 
 REPRESENTATIVE_EXAMPLES = 500
 
@@ -68,7 +70,9 @@ def export_run(run_dir: str, out_dir: str | None = None, progress: bool = True, 
     data = prepare_data(run.recipe, progress)
     feats = export_features(run.recipe, data)
     float_accuracy = keras_accuracy(run.model, feats.test, feats.test_labels)
-    forms = convert(run.model, feats.calibration)
+    summary = read_summary(run_dir) if run.recipe.compress.active else None
+    compressed = load_compressed(run_dir) if summary else None
+    forms = convert(run.model, feats.calibration, compressed, summary)
     write_model_files(forms, out_dir)
     # One pass of the test set through TFLM (and LiteRT beside it): the card's numbers and the report's.
     check = verify_on_tflm(forms.int8_bytes, feats.test, feats.test_labels, progress=progress)
@@ -77,6 +81,11 @@ def export_run(run_dir: str, out_dir: str | None = None, progress: bool = True, 
     card = model_card(run, forms, feats, float_accuracy, check, sources)
     if callgrind:
         card["instructions_per_invoke"] = int(instructions_per_invoke(forms.int8_bytes))
+    if compressed is not None:
+        card["compress"] = compression_card(summary, forms.int8_bytes, check["tflm_accuracy"], feats.test, out_dir)
+        if summary["compress"]["method"] == "dsnn":
+            card["compress"]["levels"] = dsnn_levels(compressed, summary, feats.calibration, REPRESENTATIVE_EXAMPLES,
+                                                     feats.test, feats.test_labels, out_dir)
     extra = _extra_evaluations(run.recipe, run.model, forms.int8_bytes, data.labels, check["arena_size"], out_dir,
                                progress)
     if extra:
@@ -116,11 +125,15 @@ def keras_accuracy(model: keras.Model, features: np.ndarray, labels: np.ndarray)
     return float(np.mean(model.predict(features, batch_size=256, verbose=0).argmax(axis=1) == labels))
 
 
-def convert(model: keras.Model, calibration: np.ndarray) -> DeviceForms:
+def convert(model: keras.Model, calibration: np.ndarray, compressed: keras.Model | None = None,
+            summary: dict | None = None) -> DeviceForms:
     # The device runs the inference form: branches merged, BN folded, custom layers made standard
-    # (reparameterize checks it numerically against the training form).
+    # (reparameterize checks it numerically against the training form). A compressed run deploys the compression
+    # stage's model (pruned / DSNN / QAT, made from that same inference form); the float file stays the reference.
     inference = reparameterize(model)
-    if ternary_layers(model):  # literal -1/0/+1 int8 weights, exactly the matrices regenerated from their seeds
+    if compressed is not None:
+        int8_bytes = compressed_int8(compressed, summary, calibration, REPRESENTATIVE_EXAMPLES)
+    elif ternary_layers(model):  # literal -1/0/+1 int8 weights, exactly the matrices regenerated from their seeds
         int8_bytes = to_tflite_int8_ternary(model, calibration, num_samples=REPRESENTATIVE_EXAMPLES)
     else:
         int8_bytes = to_tflite_int8(inference, calibration, num_samples=REPRESENTATIVE_EXAMPLES)
@@ -231,6 +244,7 @@ def format_card(card: dict, markdown: bool = False) -> str:
         rows.append(("multiplications avoided (ternary)", f"{card['multiplications_avoided']:,}"))
     if "instructions_per_invoke" in card:
         rows.append(("instructions / invoke (callgrind)", f"{card['instructions_per_invoke']:,}"))
+    rows += _compression_rows(card.get("compress"))
     for name, row in card.get("extra_eval", {}).items():
         closed = (f"; closed set {row['float_closed_set']:.2%} / {row['tflm_int8_closed_set']:.2%}"
                   if "float_closed_set" in row else "")
@@ -240,3 +254,20 @@ def format_card(card: dict, markdown: bool = False) -> str:
         return "\n".join([f"# Model card: {card['name']}", "", "| | |", "|---|---|",
                           *(f"| {k} | {v} |" for k, v in rows), ""])
     return "\n".join(f"{k:>32}: {v}" for k, v in rows)
+
+
+def _compression_rows(entry: dict | None) -> list[tuple[str, str]]:
+    if not entry:
+        return []
+    qat = entry["qat"]
+    bits = f", QAT {qat['weight_bits']}-bit weights / {qat['activation_bits']}-bit activations" if qat else ""
+    rows = [("compression", f"{entry['method']}{bits}, {entry['epochs']} fine-tune epochs"),
+            ("accuracy after each stage", ", ".join(f"{k} {v:.2%}" for k, v in entry["accuracy"].items())),
+            ("weight sparsity (int8, mean)", f"{entry['sparsity']['mean']:.1%}"),
+            ("flash plain / LUT-compressed", f"{entry['flash_bytes']:,} / {entry['flash_bytes_lut']:,} bytes"
+                                            + (f" (arena {entry['arena_bytes_lut']:,})" if "arena_bytes_lut" in entry
+                                               else f" ({entry['lut_note']})"))]
+    for level, row in entry.get("levels", {}).items():
+        rows.append((f"sparsity level {level}", f"TFLM int8 {row['tflm_int8']:.2%}, flash {row['flash_bytes']:,} B, "
+                                                f"arena {row['arena_bytes']:,} B"))
+    return rows

@@ -3,6 +3,7 @@ save/load, plain form equal in inference, int8 on TFLM near float. A point that 
 reason in CASES; a layer registered under "kws_zoo" without a case fails test_every_registered_layer_has_a_case."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib
 import inspect
@@ -14,6 +15,8 @@ import pytest
 
 import kws_zoo
 from kws_zoo.compress.pruning import PruneLowMagnitude
+from kws_zoo.compress.qat import QuantizeWrapperV2, qat_scope
+from kws_zoo.compress.quantize_configs import InputQuantizer, make_config, rule_for
 from kws_zoo.core.compat import keras
 from kws_zoo.layers.rep_conv import RepConv2D
 from kws_zoo.layers.sinc_conv import SincConv
@@ -43,11 +46,24 @@ class LayerCase:
     batch: int = 4
     not_applicable: dict[str, str] = dataclasses.field(default_factory=dict)
     input_data: Any = None
+    scope: Any = contextlib.nullcontext  # the custom-object scope its saved form loads in
 
 
 def _audio(rng: np.random.Generator, shape: tuple) -> np.ndarray:
     return 0.3 * rng.standard_normal(shape)  # raw audio around the level of speech at 16 kHz
 
+
+QAT_NOT_PLAIN = ("a QAT wrapper has no training-only parametrisation to swap: kws_zoo.compress.qat.strip_qat turns a "
+                 "whole QAT model into its float form (tests/compress/test_qat.py)")
+QAT_NOT_INT8 = ("a lone wrapper has no input quantizer, so its int8 export is post-training calibration; whole QAT "
+                "models go through to_tflite_int8_qat and are checked on TFLM in tests/compress/test_qat.py")
+
+QAT_INPUT_NOT_INT8 = ("its range is what QAT training has seen (none here: the contract's weights are drawn, not "
+                     "trained); QAT models with trained ranges are checked on TFLM in tests/compress/test_qat.py")
+
+# Open (issue 11): TFMOT's wrapper writes its layer's activation as a QuantizeAwareActivation, so a config made
+# from get_config() differs in that field; .keras save/load (the saving point) restores it exactly.
+QAT_CONFIG_GAP = "open: the wrapped layer's activation comes back as QuantizeAwareActivation (issue 11 note)"
 
 CASES = [
     LayerCase("rep_conv_regular_identity", RepConv2D,
@@ -80,6 +96,15 @@ CASES = [
     # The pruning wrapper (compress stage): its plain form is the wrapped layer with the mask applied.
     LayerCase("prune_low_magnitude_depthwise_block", PruneLowMagnitude,
               dict(layer=keras.layers.DepthwiseConv2D(3, padding="same", name="dw"), block_size=(1, 4)), (6, 8, 4)),
+    # The QAT input quantizer (compress stage): a fake quantizer over the range training has seen.
+    LayerCase("input_quantizer", InputQuantizer, dict(name="inq"), (6, 8, 4),
+              not_applicable={"int8": QAT_INPUT_NOT_INT8}),
+    LayerCase("quantize_wrapper_conv", QuantizeWrapperV2,
+              dict(layer=keras.layers.Conv2D(4, 3, padding="same", name="conv"),
+                   quantize_config=make_config(rule_for(keras.layers.Conv2D(4, 3)), weight_bits=4, activation_bits=8),
+                   name="quant_conv"), (6, 8, 3),
+              not_applicable={"plain": QAT_NOT_PLAIN, "int8": QAT_NOT_INT8, "config": QAT_CONFIG_GAP},
+              scope=qat_scope),
 ]
 
 
@@ -91,8 +116,9 @@ def _fresh_kwargs(case: LayerCase) -> dict:
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_custom_layer_contract(case, tmp_path, record_property):
-    measured = run_layer_test(case.cls, _fresh_kwargs(case), case.input_shape, batch=case.batch,
-                              not_applicable=case.not_applicable, input_data=case.input_data, tmp_dir=tmp_path)
+    with case.scope():
+        measured = run_layer_test(case.cls, _fresh_kwargs(case), case.input_shape, batch=case.batch,
+                                  not_applicable=case.not_applicable, input_data=case.input_data, tmp_dir=tmp_path)
     for key, value in measured.items():
         record_property(key, value)
     assert {p for p in LAYER_CONTRACT if p not in case.not_applicable} <= {k.split("_")[0] for k in measured}

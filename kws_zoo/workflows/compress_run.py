@@ -1,0 +1,99 @@
+"""The compression stage of a trained run (`kws-zoo train` runs it when the recipe has a `compress` section).
+
+Order: the trained multi-branch model is re-parameterized to its single-branch inference form first, then pruned
+(TFMOT) or trained with dynamic sparsity (DSNN), then fine-tuned quantization-aware (TFMOT QAT). Every mask and
+every simulated quantizer thus acts on exactly the kernels `kws-zoo export` converts and the device runs.
+
+Writes RUN/model_compressed.keras and RUN/compress_summary.json (the settings and the test accuracy after each
+stage). A finished stage with the same settings is not run again; other settings run it again from model.keras.
+"""
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+
+from kws_zoo import rundir
+from kws_zoo.compress.dsnn import fit_dsnn, set_sparsity
+from kws_zoo.compress.pruning import KeepZeros, prune_model, pruning_callbacks, strip_pruning
+from kws_zoo.compress.qat import qat_scope, quantize_model
+from kws_zoo.core.compat import keras
+from kws_zoo.core.config import to_dict
+from kws_zoo.core.errors import ConfigError, RunDirError
+from kws_zoo.core.files import atomic_save_keras, atomic_write_json
+from kws_zoo.data.pipeline import features_for
+from kws_zoo.export.reparam import reparameterize
+from kws_zoo.models.saving import load_keras
+from kws_zoo.recipe import Recipe, load_recipe
+from kws_zoo.train import PreparedData, fine_tune, loss_for, prepare_data, train_dataset, validation_dataset
+
+
+def compress_run(run_dir: str, recipe: Recipe | None = None, *, progress: bool = True,
+                 data: PreparedData | None = None) -> dict:
+    """Runs the recipe's compression stage on the trained run in run_dir; returns the summary."""
+    recipe = recipe or load_recipe(os.path.join(run_dir, rundir.RECIPE))
+    cfg = recipe.compress
+    if not cfg.active:
+        raise ConfigError(f"{recipe.name}: the recipe has no compress section (method or qat)")
+    model_path = os.path.join(run_dir, rundir.MODEL)
+    if not os.path.exists(model_path):
+        raise RunDirError(f"{run_dir}: no {rundir.MODEL} to compress (has training finished?)")
+    done = read_summary(run_dir)
+    if done is not None and done["compress"] == to_dict(cfg):
+        return done
+    data = data or prepare_data(recipe, progress)
+    test = _test_split(recipe, data)
+    model = reparameterize(load_keras(model_path))
+    stages = {"float": _accuracy(model, test)}
+    steps = int(np.ceil(len(data.targets["train"]) / recipe.schedule.batch_size)) * cfg.epochs
+    summary = {"recipe": recipe.name, "compress": to_dict(cfg), "test_examples": int(len(test[1]))}
+    if cfg.method == "prune":
+        wrapped = prune_model(model, cfg.prune, steps, depthwise=cfg.prune.depthwise)
+        fine_tune(wrapped, recipe, data, epochs=cfg.epochs, learning_rate=cfg.learning_rate,
+                  callbacks=pruning_callbacks(), progress=progress, desc=f"prune {recipe.name}")
+        model = strip_pruning(wrapped)
+        stages["pruned"] = _accuracy(model, test)
+    elif cfg.method == "dsnn":
+        fit_dsnn(model, cfg.dsnn, train_dataset(recipe, data, recipe.schedule.epochs), epochs=cfg.epochs,
+                 optimizer=keras.optimizers.Adam(cfg.learning_rate), loss=loss_for(recipe, len(data.labels)),
+                 validation=validation_dataset(recipe, data), seed=recipe.seed)
+        summary["levels"] = {f"{level:g}": _accuracy(set_sparsity(model, level), test)
+                             for level in cfg.dsnn.levels}
+        stages["dsnn_dense"] = summary["levels"][f"{cfg.dsnn.levels[0]:g}"]
+    if cfg.qat is not None:
+        model = quantize_model(model, cfg.qat)
+        keep = [KeepZeros(model)] if cfg.method == "prune" else []  # QAT must not regrow the pruned weights
+        fine_tune(model, recipe, data, epochs=cfg.epochs, learning_rate=cfg.learning_rate, callbacks=keep,
+                  progress=progress, desc=f"QAT {recipe.name}")
+        stages["qat"] = _accuracy(model, test)
+    with qat_scope():
+        atomic_save_keras(model, os.path.join(run_dir, rundir.COMPRESSED_MODEL))
+    summary["accuracy"] = stages
+    atomic_write_json(os.path.join(run_dir, rundir.COMPRESS_SUMMARY), summary)
+    return summary
+
+
+def read_summary(run_dir: str) -> dict | None:
+    """The run's compress_summary.json, or None before the stage has finished."""
+    path = os.path.join(run_dir, rundir.COMPRESS_SUMMARY)
+    if not os.path.exists(path) or not os.path.exists(os.path.join(run_dir, rundir.COMPRESSED_MODEL)):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+def load_compressed(run_dir: str) -> keras.Model:
+    """The compression stage's model (QAT wrappers included)."""
+    with qat_scope():
+        return load_keras(os.path.join(run_dir, rundir.COMPRESSED_MODEL))
+
+
+def _test_split(recipe: Recipe, data: PreparedData) -> tuple[np.ndarray, np.ndarray]:
+    features = features_for(data.waveforms["test"], recipe.frontend, background=data.background, seed=recipe.seed)
+    return features, data.targets["test"]
+
+
+def _accuracy(model: keras.Model, test: tuple[np.ndarray, np.ndarray]) -> float:
+    features, labels = test
+    return float(np.mean(model.predict(features, batch_size=256, verbose=0).argmax(axis=1) == labels))

@@ -1,0 +1,70 @@
+"""The export of a compressed run (`kws-zoo export` after a recipe's compress stage): int8 of the compressed model,
+one int8 per dynamic-sparsity level, sparsity measured on the .tflite, and TFLM's look-up-table weight compression
+where low-bit or pruned weights make it pay (verified bit-exact on TFLM)."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from kws_zoo import rundir
+from kws_zoo.compress.dsnn import set_sparsity
+from kws_zoo.core.compat import keras
+from kws_zoo.core.files import atomic_write_bytes
+from kws_zoo.device.compression import lut_compress, verify_lut
+from kws_zoo.device.flatbuffer import weight_sparsity
+from kws_zoo.device.runtime import TflmModel
+from kws_zoo.export.tflite import to_tflite_int8, to_tflite_int8_qat
+
+LUT_CHECK_EXAMPLES = 64  # inputs on which the LUT-compressed model must equal the plain int8 one, bit for bit
+
+
+def is_qat(model: keras.Model) -> bool:
+    return any(hasattr(layer, "quantize_config") for layer in model.layers)
+
+
+def compressed_int8(compressed: keras.Model, summary: dict, calibration: np.ndarray, num_samples: int) -> bytes:
+    """The int8 .tflite the device runs: the QAT model's own ranges, or post-training calibration; a DSNN run
+    deploys its densest level here (the other levels: dsnn_levels)."""
+    if is_qat(compressed):
+        return to_tflite_int8_qat(compressed, calibration, num_samples)
+    if summary["compress"]["method"] == "dsnn":
+        compressed = set_sparsity(compressed, summary["compress"]["dsnn"]["levels"][0])
+    return to_tflite_int8(compressed, calibration, num_samples)
+
+
+def dsnn_levels(compressed: keras.Model, summary: dict, calibration: np.ndarray, num_samples: int,
+                test: np.ndarray, test_labels: np.ndarray, out_dir: str) -> dict:
+    """One int8 .tflite per sparsity level from the one set of weights, each run on TFLM over the test split."""
+    rows = {}
+    for level in summary["compress"]["dsnn"]["levels"]:
+        int8 = to_tflite_int8(set_sparsity(compressed, level), calibration, num_samples)
+        name = rundir.sparsity_level_file(level)
+        atomic_write_bytes(os.path.join(out_dir, name), int8)
+        tflm = TflmModel(int8)
+        accuracy = float(np.mean(tflm.predict(test, progress=False).argmax(axis=1) == test_labels))
+        rows[f"{level:g}"] = {"file": name, "tflm_int8": accuracy, "flash_bytes": len(int8),
+                              "arena_bytes": tflm.arena_bytes, "mean_sparsity": _mean(weight_sparsity(int8))}
+    return rows
+
+
+def compression_card(summary: dict, int8_bytes: bytes, tflm_accuracy: float, test: np.ndarray,
+                     out_dir: str) -> dict:
+    """The card's `compress` entry: settings, accuracy after each stage, sparsity and flash (plain and LUT)."""
+    cfg = summary["compress"]
+    sparsity = weight_sparsity(int8_bytes)
+    lut_bytes, report = lut_compress(int8_bytes)
+    card = {"method": cfg["method"], "qat": cfg.get("qat"), "epochs": cfg["epochs"],
+            "accuracy": {**summary["accuracy"], "tflm_int8": tflm_accuracy},
+            "sparsity": {"mean": _mean(sparsity), "per_tensor": sparsity},
+            "flash_bytes": len(int8_bytes), "flash_bytes_lut": len(lut_bytes), "lut_note": report.note}
+    if lut_bytes != int8_bytes:
+        check = verify_lut(int8_bytes, lut_bytes, test[:LUT_CHECK_EXAMPLES])
+        atomic_write_bytes(os.path.join(out_dir, rundir.TFLITE_INT8_LUT), lut_bytes)
+        card.update(arena_bytes_lut=check["arena_bytes_after"], lut_file=rundir.TFLITE_INT8_LUT,
+                    lut_bit_exact_examples=check["examples"])
+    return card
+
+
+def _mean(values: dict) -> float:
+    return float(np.mean(list(values.values()))) if values else 0.0
