@@ -31,35 +31,10 @@ from kws_zoo.compress.config import QatConfig
 from kws_zoo.compress.quantize_configs import (CUSTOM_OBJECTS, FUSES_RELU, IO_BITS, InputQuantizer, WeightedConfig,
                                                WeightQuantizer, is_fusable_relu, make_config, rule_for)
 from kws_zoo.core.errors import ConfigError
+from kws_zoo.models.graph import inbound_refs, is_functional, rename_refs
 
 _tq = tfmot.quantization.keras
 _transforms = _tq.graph_transformations.transforms
-
-
-# --------------------------------------------------------------------------------------------------------------
-# The functional graph, from its public config (compress/ may not use kws_zoo.export.graph, a stage of its level)
-# --------------------------------------------------------------------------------------------------------------
-
-def _is_ref(value) -> bool:
-    return isinstance(value, list) and len(value) >= 3 and isinstance(value[0], str) and isinstance(value[1], int)
-
-
-def _refs(nodes) -> list[str]:
-    """Names of the layers an inbound-node structure (or output_layers) refers to, in order."""
-    if _is_ref(nodes):
-        return [nodes[0]]
-    return [name for item in nodes for name in _refs(item)] if isinstance(nodes, list) else []
-
-
-def _rename(nodes, rename: dict[str, str]):
-    if _is_ref(nodes):
-        return [rename.get(nodes[0], nodes[0]), *nodes[1:]]
-    return [_rename(item, rename) for item in nodes] if isinstance(nodes, list) else nodes
-
-
-def _is_functional(model) -> bool:
-    return (isinstance(model, keras.Model) and not isinstance(model, keras.Sequential)
-            and "input_layers" in model.get_config())
 
 
 def _readers(model: keras.Model) -> tuple[dict[str, list[str]], set[str]]:
@@ -67,9 +42,9 @@ def _readers(model: keras.Model) -> tuple[dict[str, list[str]], set[str]]:
     config = model.get_config()
     readers: dict[str, list[str]] = {entry["name"]: [] for entry in config["layers"]}
     for entry in config["layers"]:
-        for name in _refs(entry["inbound_nodes"]):
-            readers[name].append(entry["name"])
-    return readers, set(_refs(config["output_layers"]))
+        for ref in inbound_refs(entry["inbound_nodes"]):
+            readers[ref[0]].append(entry["name"])
+    return readers, {ref[0] for ref in inbound_refs(config["output_layers"])}
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -164,7 +139,7 @@ def quantize_model(model: keras.Model, cfg: QatConfig = QatConfig()) -> keras.Mo
     compiled. Layer names gain TFMOT's prefix 'quant_'. Its activation ranges are placeholders until the first
     training batch sets them: fine-tune before converting (to_tflite_int8_qat refuses an unset range). Raises
     ConfigError for a model or layer it cannot quantize."""
-    if not _is_functional(model):
+    if not is_functional(model):
         raise ConfigError(f"{getattr(model, 'name', model)}: QAT needs a functional keras.Model")
     configs = layer_configs(model, cfg)
     readers, _ = _readers(model)
@@ -233,16 +208,16 @@ def strip_qat(qat_model: keras.Model) -> keras.Model:
     for entry in config["layers"]:
         layer = qat_model.get_layer(entry["name"])
         if isinstance(layer, InputQuantizer):
-            rename[layer.name] = _refs(entry["inbound_nodes"])[0]
+            rename[layer.name] = inbound_refs(entry["inbound_nodes"])[0][0]
             continue
         if isinstance(layer, _tq.QuantizeWrapper):
             inner = layer.layer
             rename[layer.name] = inner.name
             entry = {**entry["config"]["layer"], "name": inner.name, "inbound_nodes": entry["inbound_nodes"]}
             values[inner.name] = _stripped_weights(layer)
-        entries.append({**entry, "inbound_nodes": _rename(entry["inbound_nodes"], rename)})
-    config = {**config, "layers": entries, "output_layers": _rename(config["output_layers"], rename),
-              "input_layers": _rename(config["input_layers"], rename), "name": qat_model.name.removesuffix("_qat")}
+        entries.append({**entry, "inbound_nodes": rename_refs(entry["inbound_nodes"], rename)})
+    config = {**config, "layers": entries, "output_layers": rename_refs(config["output_layers"], rename),
+              "input_layers": rename_refs(config["input_layers"], rename), "name": qat_model.name.removesuffix("_qat")}
     with qat_scope():
         model = keras.Model.from_config(config)
     for name, by_name in values.items():

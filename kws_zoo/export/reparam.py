@@ -1,7 +1,7 @@
 """Training graph -> single-branch inference graph of standard layers, checked numerically.
 
 `reparameterize(model)` rewrites the functional config (public get_config/from_config, no private
-cloning; read by kws_zoo.export.graph) layer by layer:
+cloning; read by kws_zoo.models.graph) layer by layer:
   - a layer with `plain_layer()` (RepConv2D -> Conv2D/DepthwiseConv2D with bias; SubSpectralNorm ->
     BatchNormalization over (freq, channel); other layers following kws_zoo.layers.plain) becomes that
     standard layer;
@@ -21,9 +21,9 @@ import numpy as np
 
 from kws_zoo.core.compat import keras
 from kws_zoo.core.errors import ExportError
-from kws_zoo.export.graph import inbound_refs, is_functional, rename_refs, walk
 from kws_zoo.layers.bn_affine import bn_affine
 from kws_zoo.layers.strided_depthwise import StridedDepthwiseConv2D
+from kws_zoo.models.graph import inbound_refs, is_functional, rename_refs, walk
 
 L = keras.layers
 _CONVS = (L.Conv2D, L.DepthwiseConv2D, StridedDepthwiseConv2D)

@@ -1,7 +1,7 @@
 """Trained non-streaming model -> streaming inference graph that consumes a few new feature frames per step.
 
 `to_streaming(model, mode)` rewrites the functional graph (public get_config / from_config, read by
-kws_zoo.export.graph; weights copied by layer name) after swapping custom layers for standard ones
+kws_zoo.models.graph; weights copied by layer name) after swapping custom layers for standard ones
 (kws_zoo.layers.plain):
   - a convolution or pooling with a time window (k_eff > 1 or time stride > 1) becomes a Stream holding its
     last k_eff - s input frames (kws_zoo.layers.stream);
@@ -35,10 +35,10 @@ import numpy as np
 
 from kws_zoo.core.compat import keras, tf
 from kws_zoo.core.errors import ConfigError, StreamingError
-from kws_zoo.export.graph import Call, is_functional, walk
 from kws_zoo.layers.plain import to_plain
 from kws_zoo.layers.stream import MODES, Stream
 from kws_zoo.layers.strided_depthwise import depthwise_conv_layer
+from kws_zoo.models.graph import Call, is_functional, walk
 
 L = keras.layers
 
@@ -180,7 +180,7 @@ def _plan_layer(layer, ins: list[_Tensor], in_shapes: list[tuple], out_shape: tu
 
 
 def _calls(model: keras.Model) -> Iterator[Call]:
-    """The model's layers in topological order (kws_zoo.export.graph), refusing nested models and shared layers."""
+    """The model's layers in topological order (kws_zoo.models.graph), refusing nested models and shared layers."""
     for call in walk(model):
         times = len(call.entry["inbound_nodes"])
         if isinstance(call.layer, keras.Model):

@@ -5,11 +5,12 @@ import os
 import numpy as np
 import pytest
 
-from helpers import make_tone_corpus, tiny_recipe_dict
 from kws_zoo import cli, rundir
 from kws_zoo.device.flatbuffer import weight_sparsity
 from kws_zoo.recipe import recipe_from_dict
 from kws_zoo.workflows.compress_run import compress_run
+
+from helpers import make_tone_corpus, tiny_recipe_dict
 
 # Its module-scoped fixtures train: under pytest-xdist the module stays on one worker.
 pytestmark = pytest.mark.xdist_group("test_compress_run")
