@@ -83,6 +83,18 @@ def read_summary(run_dir: str) -> dict | None:
         return json.load(f)
 
 
+def compressed_summary(run_dir: str, recipe: Recipe) -> dict | None:
+    """The summary of the run's compression stage if the recipe asks for one (None if not); RunDirError when the
+    stage has not run, or ran with other settings, so export never deploys a stale model."""
+    if not recipe.compress.active:
+        return None
+    done = read_summary(run_dir)
+    if done is None or done["compress"] != to_dict(recipe.compress):
+        raise RunDirError(f"{run_dir}: the recipe's compression stage has not run with its current settings; run "
+                          "`kws-zoo train` on the recipe again (training is kept, only the stage runs)")
+    return done
+
+
 def load_compressed(run_dir: str) -> keras.Model:
     """The compression stage's model (QAT wrappers included)."""
     with qat_scope():

@@ -32,7 +32,7 @@ from kws_zoo.models.saving import load_keras
 from kws_zoo.recipe import Recipe, load_recipe
 from kws_zoo.rundir import ModelInfo
 from kws_zoo.train import PreparedData, prepare_data
-from kws_zoo.workflows.compress_run import load_compressed, read_summary
+from kws_zoo.workflows.compress_run import compressed_summary, load_compressed
 from kws_zoo.workflows.export_compressed import compressed_int8, compression_card, dsnn_levels
 
 REPRESENTATIVE_EXAMPLES = 500
@@ -70,7 +70,7 @@ def export_run(run_dir: str, out_dir: str | None = None, progress: bool = True, 
     data = prepare_data(run.recipe, progress)
     feats = export_features(run.recipe, data)
     float_accuracy = keras_accuracy(run.model, feats.test, feats.test_labels)
-    summary = read_summary(run_dir) if run.recipe.compress.active else None
+    summary = compressed_summary(run_dir, run.recipe)
     compressed = load_compressed(run_dir) if summary else None
     forms = convert(run.model, feats.calibration, compressed, summary)
     write_model_files(forms, out_dir)

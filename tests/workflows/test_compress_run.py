@@ -6,9 +6,11 @@ import numpy as np
 import pytest
 
 from kws_zoo import cli, rundir
+from kws_zoo.core.errors import RunDirError
 from kws_zoo.device.flatbuffer import weight_sparsity
 from kws_zoo.recipe import recipe_from_dict
 from kws_zoo.workflows.compress_run import compress_run
+from kws_zoo.workflows.export_run import export_run
 
 from helpers import make_tone_corpus, tiny_recipe_dict
 
@@ -80,3 +82,15 @@ def test_dsnn_exports_one_model_per_level_from_one_checkpoint(run, tmp_path):
     for row in levels.values():
         assert (out / row["file"]).exists() and 0.0 <= row["tflm_int8"] <= 1.0
     assert np.isclose(levels["0"]["tflm_int8"], card["accuracy"]["tflm_int8"])
+
+
+def test_export_refuses_a_compression_stage_run_with_other_settings(run, tmp_path):
+    corpus, run_dir, _ = run
+    saved = (run_dir / rundir.RECIPE).read_text()
+    other = {**PRUNE_QAT, "prune": {"sparsity": 0.6, "frequency": 5}}
+    try:
+        (run_dir / rundir.RECIPE).write_text(json.dumps({**tiny_recipe_dict(corpus, epochs=4), "compress": other}))
+        with pytest.raises(RunDirError, match="compression stage has not run with its current settings"):
+            export_run(str(run_dir), str(tmp_path / "export"), progress=False)
+    finally:
+        (run_dir / rundir.RECIPE).write_text(saved)
