@@ -37,6 +37,11 @@ def classification_report(y_true, y_pred, labels) -> dict:
     return report
 
 
+def keras_accuracy(model, features: np.ndarray, labels: np.ndarray) -> float:
+    """Top-1 accuracy of a Keras model on features with integer labels."""
+    return float(np.mean(model.predict(features, batch_size=256, verbose=0).argmax(axis=1) == labels))
+
+
 def map_labels(data_labels, model_labels) -> np.ndarray:
     """Index map model-label -> data-label (-1 where the data has no such label)."""
     position = {name: i for i, name in enumerate(data_labels)}

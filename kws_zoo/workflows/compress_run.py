@@ -23,6 +23,7 @@ from kws_zoo.core.config import to_dict
 from kws_zoo.core.errors import ConfigError, RunDirError
 from kws_zoo.core.files import atomic_save_keras, atomic_write_json
 from kws_zoo.data.pipeline import features_for
+from kws_zoo.evaluate.accuracy import keras_accuracy
 from kws_zoo.export.reparam import reparameterize
 from kws_zoo.models.saving import load_keras
 from kws_zoo.recipe import Recipe, load_recipe
@@ -45,7 +46,7 @@ def compress_run(run_dir: str, recipe: Recipe | None = None, *, progress: bool =
     data = data or prepare_data(recipe, progress)
     test = _test_split(recipe, data)
     model = reparameterize(load_keras(model_path))
-    stages = {"float": _accuracy(model, test)}
+    stages = {"float": keras_accuracy(model, *test)}
     steps = int(np.ceil(len(data.targets["train"]) / recipe.schedule.batch_size)) * cfg.epochs
     summary = {"recipe": recipe.name, "compress": to_dict(cfg), "test_examples": int(len(test[1]))}
     if cfg.method == "prune":
@@ -53,12 +54,12 @@ def compress_run(run_dir: str, recipe: Recipe | None = None, *, progress: bool =
         fine_tune(wrapped, recipe, data, epochs=cfg.epochs, learning_rate=cfg.learning_rate,
                   callbacks=pruning_callbacks(), progress=progress, desc=f"prune {recipe.name}")
         model = strip_pruning(wrapped)
-        stages["pruned"] = _accuracy(model, test)
+        stages["pruned"] = keras_accuracy(model, *test)
     elif cfg.method == "dsnn":
         fit_dsnn(model, cfg.dsnn, train_dataset(recipe, data, recipe.schedule.epochs), epochs=cfg.epochs,
                  optimizer=keras.optimizers.Adam(cfg.learning_rate), loss=loss_for(recipe, len(data.labels)),
                  validation=validation_dataset(recipe, data), seed=recipe.seed)
-        summary["levels"] = {f"{level:g}": _accuracy(set_sparsity(model, level), test)
+        summary["levels"] = {f"{level:g}": keras_accuracy(set_sparsity(model, level), *test)
                              for level in cfg.dsnn.levels}
         stages["dsnn_dense"] = summary["levels"][f"{cfg.dsnn.levels[0]:g}"]
     if cfg.qat is not None:
@@ -66,7 +67,7 @@ def compress_run(run_dir: str, recipe: Recipe | None = None, *, progress: bool =
         keep = [KeepZeros(model)] if cfg.method == "prune" else []  # QAT must not regrow the pruned weights
         fine_tune(model, recipe, data, epochs=cfg.epochs, learning_rate=cfg.learning_rate, callbacks=keep,
                   progress=progress, desc=f"QAT {recipe.name}")
-        stages["qat"] = _accuracy(model, test)
+        stages["qat"] = keras_accuracy(model, *test)
     with qat_scope():
         atomic_save_keras(model, os.path.join(run_dir, rundir.COMPRESSED_MODEL))
     summary["accuracy"] = stages
@@ -104,8 +105,3 @@ def load_compressed(run_dir: str) -> keras.Model:
 def _test_split(recipe: Recipe, data: PreparedData) -> tuple[np.ndarray, np.ndarray]:
     features = features_for(data.waveforms["test"], recipe.frontend, background=data.background, seed=recipe.seed)
     return features, data.targets["test"]
-
-
-def _accuracy(model: keras.Model, test: tuple[np.ndarray, np.ndarray]) -> float:
-    features, labels = test
-    return float(np.mean(model.predict(features, batch_size=256, verbose=0).argmax(axis=1) == labels))

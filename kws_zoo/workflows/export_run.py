@@ -21,7 +21,7 @@ from kws_zoo.device.flatbuffer import quant_params, tflite_ops
 from kws_zoo.device.op_resolver import write_op_resolver
 from kws_zoo.device.runtime import TflmModel
 from kws_zoo.device.verify import verify_on_tflm
-from kws_zoo.evaluate.accuracy import classification_report, evaluate_arrays, report_from_scores
+from kws_zoo.evaluate.accuracy import classification_report, evaluate_arrays, keras_accuracy, report_from_scores
 from kws_zoo.evaluate.plots import plot_confusion
 from kws_zoo.export.reparam import reparameterize
 from kws_zoo.export.ternary import to_tflite_int8_ternary
@@ -119,10 +119,6 @@ def export_features(recipe: Recipe, data: PreparedData) -> ExportFeatures:
 
     return ExportFeatures(tuple(data.labels), features(_representative(data.waveforms["train"], recipe.seed)),
                           features(data.waveforms["test"]), data.targets["test"])
-
-
-def keras_accuracy(model: keras.Model, features: np.ndarray, labels: np.ndarray) -> float:
-    return float(np.mean(model.predict(features, batch_size=256, verbose=0).argmax(axis=1) == labels))
 
 
 def convert(model: keras.Model, calibration: np.ndarray, compressed: keras.Model | None = None,
