@@ -51,11 +51,13 @@ def _cmd_make_data(args) -> None:
 def _cmd_train(args) -> None:
     from kws_zoo.recipe import load_recipe, with_epochs
     from kws_zoo.rundir import default_run_dir
-    from kws_zoo.train import check_data_paths, train
+    from kws_zoo.train import check_data_paths, copy_training, train
 
     recipe = with_epochs(load_recipe(args.recipe), args.epochs)
     check_data_paths(recipe, where=args.recipe)  # names the recipe file; train() checks again for library callers
     run_dir = args.out or default_run_dir(recipe.name)
+    if args.start_from:
+        copy_training(args.start_from, run_dir, recipe)
     summary = train(recipe, run_dir, restart=args.restart, progress=not args.quiet)
     if recipe.compress.active:  # the recipe's compression stage runs on the trained model, in the same run dir
         from kws_zoo.workflows.compress_run import compress_run
@@ -202,6 +204,9 @@ def _add_parsers(sub) -> None:
     p.add_argument("--out", help="run directory (default runs/<recipe name>)")
     p.add_argument("--epochs", type=int, help="override the recipe's epoch count")
     p.add_argument("--restart", action="store_true", help="discard the run directory's checkpoint")
+    p.add_argument("--from", dest="start_from", metavar="RUN",
+                   help="start from RUN's finished training (same recipe apart from name and compress section): "
+                        "only the compression stage runs")
     p.add_argument("--quiet", action="store_true")
     _json_flag(p)
     p.set_defaults(func=_cmd_train)

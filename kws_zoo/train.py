@@ -84,6 +84,18 @@ def make_optimizer(recipe: Recipe, steps_per_epoch: int):
     return keras.optimizers.Adam(lr)
 
 
+def steps_per_epoch(recipe: Recipe, data: PreparedData) -> int:
+    return int(np.ceil(len(data.targets["train"]) / recipe.schedule.batch_size))
+
+
+def fine_tune_optimizer(recipe: Recipe, learning_rate: float, steps: int):
+    """Adam on a cosine decay from `learning_rate` down to the rate training ended at: the model leaves its
+    minimum to adapt (to masks, to quantizers) and settles again by the last step, whose weights are kept."""
+    final = min(recipe.schedule.final_learning_rate, learning_rate)
+    return keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(learning_rate, max(1, steps),
+                                                                        alpha=final / learning_rate))
+
+
 def loss_for(recipe: Recipe, num_classes: int):
     """The training loss of `recipe`: label-smoothed cross-entropy on logits."""
     smoothing = recipe.schedule.label_smoothing
@@ -112,10 +124,11 @@ def validation_dataset(recipe: Recipe, data: PreparedData):
 
 def fine_tune(model: keras.Model, recipe: Recipe, data: PreparedData, *, epochs: int, learning_rate: float,
               callbacks=(), progress: bool = True, desc: str = "fine-tune") -> list[dict]:
-    """Fits an already trained (e.g. pruned or quantization-aware) model for `epochs` more epochs at a constant
-    learning rate with the recipe's loss and augmentation; keeps the final weights (a pruning schedule ends there).
-    Returns one row of metrics per epoch."""
-    model.compile(keras.optimizers.Adam(learning_rate), loss_for(recipe, len(data.labels)), metrics=["accuracy"])
+    """Fits an already trained (e.g. pruned or quantization-aware) model for `epochs` more epochs
+    (fine_tune_optimizer) with the recipe's loss and augmentation; keeps the final weights (a pruning schedule
+    ends there). Returns one row of metrics per epoch."""
+    optimizer = fine_tune_optimizer(recipe, learning_rate, epochs * steps_per_epoch(recipe, data))
+    model.compile(optimizer, loss_for(recipe, len(data.labels)), metrics=["accuracy"])
     val = validation_dataset(recipe, data)
     rows = []
     for epoch in tqdm(range(epochs), desc=desc, unit="epoch", disable=not progress):
@@ -154,15 +167,49 @@ class Checkpointer:
 
 
 def holds_other_recipe(run_dir: str, recipe: Recipe) -> bool:
-    """True if run_dir's recipe.json trains another model than `recipe` (compared as JSON, compression settings
-    aside: they only decide the stage after training); False if it has none yet."""
+    """True if run_dir's recipe.json trains another model than `recipe` (compared as JSON, name and compression
+    settings aside: a recipe that only adds a `compress` section shares the training); False if it has none yet."""
     saved = os.path.join(run_dir, rundir.RECIPE)
     if not os.path.exists(saved):
         return False
     with open(saved) as f:
-        theirs = json.load(f)
-    theirs.pop("compress", None)
-    return theirs != json.loads(json.dumps(recipe.training_dict()))
+        return json.loads(training_key(json.load(f))) != json.loads(training_key(recipe.training_dict()))
+
+
+def training_key(recipe_dict: dict) -> str:
+    """What decides the trained weights: the recipe without its name and its compress section, as JSON text
+    (compare parsed: a recipe.json written by another version may spell 0.0 as 0)."""
+    return json.dumps({k: v for k, v in recipe_dict.items() if k not in ("name", "compress")}, sort_keys=True)
+
+
+def training_finished(run_dir: str, recipe: Recipe) -> bool:
+    """True once run_dir holds the recipe's last epoch, its model.keras and its summary."""
+    state = rundir.read_checkpoint_state(run_dir)
+    return (state is not None and state["epoch"] + 1 >= recipe.schedule.epochs
+            and os.path.exists(os.path.join(run_dir, rundir.MODEL))
+            and os.path.exists(os.path.join(run_dir, rundir.TRAIN_SUMMARY)))
+
+
+def copy_training(trained_dir: str, run_dir: str, recipe: Recipe) -> None:
+    """Starts run_dir from the finished training in trained_dir (a recipe that differs from `recipe` only in name
+    or compression settings), so only the compression stage runs. Exports and compression results are not
+    copied. A run_dir that already holds this training keeps it. Either way run_dir's recipe.json becomes
+    `recipe`."""
+    if not training_finished(trained_dir, recipe) or holds_other_recipe(trained_dir, recipe):
+        raise RunDirError(f"{trained_dir}: holds no finished training of {recipe.name}'s model and data "
+                          f"({recipe.schedule.epochs} epochs, same recipe apart from name and compress)")
+    if rundir.read_checkpoint_state(run_dir) is None:  # else it holds training already (checked below)
+        tmp = run_dir.rstrip("/") + ".partial"
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(trained_dir, tmp, ignore=shutil.ignore_patterns(
+            rundir.EXPORT_DIR, rundir.STREAM_DIR, "long_audio*", rundir.COMPRESSED_MODEL, rundir.COMPRESS_SUMMARY,
+            "*.partial*"))
+        shutil.rmtree(run_dir, ignore_errors=True)  # nothing finished lives there: it has no checkpoint
+        os.replace(tmp, run_dir)
+    _check_run_dir(run_dir, recipe)
+    # The run is now this recipe's: export reads its compress section and its name from these two files.
+    save_recipe(recipe, os.path.join(run_dir, rundir.RECIPE))
+    write_info(run_dir, dataclasses.replace(rundir.read_info(run_dir), recipe=recipe.name))
 
 
 def _check_run_dir(run_dir: str, recipe: Recipe) -> None:

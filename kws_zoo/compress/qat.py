@@ -26,6 +26,9 @@ import numpy as np
 
 from kws_zoo.core.compat import keras
 import tensorflow_model_optimization as tfmot  # noqa: E402  (after compat: TFMOT must see the legacy Keras)
+# Not exported by TFMOT's public API; the wrapper's config must see through it (QuantizeWrapperV2.get_config).
+from tensorflow_model_optimization.python.core.quantization.keras.quantize_aware_activation import (  # noqa: E402
+    QuantizeAwareActivation)
 
 from kws_zoo.compress.config import QatConfig
 from kws_zoo.compress.quantize_configs import (CUSTOM_OBJECTS, FUSES_RELU, IO_BITS, InputQuantizer, WeightedConfig,
@@ -178,7 +181,13 @@ class QuantizeWrapperV2(_tq.QuantizeWrapperV2):
         self.name_prefix = name_prefix  # only names a wrapper made without a name; kept so the config is complete
 
     def get_config(self):
-        return {**super().get_config(), "name_prefix": self.name_prefix}
+        # build() swaps the wrapped layer's activation for a QuantizeAwareActivation around it; the config must name
+        # the original, or a wrapper made from it would wrap that activation twice.
+        config = {**super().get_config(), "name_prefix": self.name_prefix}
+        activation = getattr(self.layer, "activation", None)
+        if isinstance(activation, QuantizeAwareActivation):
+            config["layer"]["config"]["activation"] = keras.activations.serialize(activation.activation)
+        return config
 
     def build(self, input_shape):
         if not self.layer.built:

@@ -38,8 +38,15 @@ TANH TRANSPOSE TRANSPOSE_CONV UNIDIRECTIONAL_SEQUENCE_LSTM UNPACK VAR_HANDLE WHI
 """.split())
 
 
+# Custom ops TFLM's resolver registers by name: DECODE expands look-up-table compressed weights
+# (kws_zoo.device.compression; TFLM built with USE_TFLM_COMPRESSION).
+TFLM_CUSTOMS = {"CUSTOM:TFLM_DECODE": "AddDecode"}
+
+
 def tflm_method(op: str) -> str:
     """'DEPTHWISE_CONV_2D' -> 'AddDepthwiseConv2D'; DeviceError for ops TFLM cannot register."""
+    if op in TFLM_CUSTOMS:
+        return TFLM_CUSTOMS[op]
     if op.startswith("CUSTOM:"):
         raise DeviceError(f"custom op {op[7:]!r} needs a hand-written AddCustom() registration")
     if op not in TFLM_BUILTINS:

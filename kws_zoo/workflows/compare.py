@@ -18,7 +18,8 @@ from kws_zoo.core.files import atomic_write_json, atomic_write_text
 from kws_zoo.evaluate.plots import plot_comparison
 from kws_zoo.models import get_entry
 from kws_zoo.recipe import Recipe, load_recipe, with_epochs
-from kws_zoo.train import holds_other_recipe, train
+from kws_zoo.train import copy_training, holds_other_recipe, train, training_finished, training_key
+from kws_zoo.workflows.compress_run import compress_run
 from kws_zoo.workflows.export_run import export_run
 
 # Row keys, in table order. None marks a value the run does not have (no FSDD eval, no callgrind).
@@ -26,7 +27,8 @@ COLUMNS = ("name", "model", "family", "frontend", "params", "inference_params", 
            "multiplications_avoided", "flash_bytes", "arena_bytes", "tflm_invoke_ms_host",
            "instructions_per_invoke", "accuracy_float", "accuracy_tflm_int8", "test_examples", "fsdd_float",
            "fsdd_tflm_int8", "fsdd_float_closed_set", "fsdd_tflm_int8_closed_set", "fsdd_examples", "epochs",
-           "train_seconds", "run_dir")
+           "train_seconds", "compression", "accuracy_pruned", "accuracy_qat", "sparsity", "flash_bytes_lut",
+           "levels", "run_dir")
 # Model card fields copied into a row; a card from an older export_run without them is re-exported.
 CARD_KEYS = ("params", "inference_params", "trainable_params", "macs", "multiplications_avoided", "flash_bytes",
              "arena_bytes", "tflm_invoke_ms_host", "test_examples", "accuracy")
@@ -38,22 +40,19 @@ def run_dir_for(recipe: Recipe, out_dir: str) -> str:
     return os.path.join(out_dir, f"{recipe.name}_e{recipe.schedule.epochs}")
 
 
-def _finished(run_dir: str, recipe: Recipe) -> bool:
-    state = rundir.read_checkpoint_state(run_dir)
-    return (state is not None and state["epoch"] + 1 >= recipe.schedule.epochs
-            and os.path.exists(os.path.join(run_dir, rundir.MODEL))
-            and os.path.exists(os.path.join(run_dir, rundir.TRAIN_SUMMARY)))
-
-
 def _fresh_card(run_dir: str, recipe: Recipe, callgrind: bool) -> dict | None:
     """The existing model card if it describes the current model.keras and has every field asked for."""
     path = os.path.join(run_dir, rundir.EXPORT_DIR, rundir.MODEL_CARD)
-    if not os.path.exists(path) or os.path.getmtime(path) < os.path.getmtime(os.path.join(run_dir, rundir.MODEL)):
+    models = [os.path.join(run_dir, name) for name in (rundir.MODEL, rundir.COMPRESSED_MODEL)]
+    if not os.path.exists(path) or os.path.getmtime(path) < max(os.path.getmtime(m) for m in models
+                                                                 if os.path.exists(m)):
         return None
     with open(path) as f:
         card = json.load(f)
     wanted = CARD_KEYS + (("instructions_per_invoke",) if callgrind else ())
     extra = {cfg.kind for cfg in recipe.extra_eval}
+    if recipe.compress.active:
+        wanted += ("compress",)
     return card if all(k in card for k in wanted) and extra <= set(card.get("extra_eval", {})) else None
 
 
@@ -77,9 +76,30 @@ def make_row(recipe: Recipe, run_dir: str, card: dict) -> dict:
         "fsdd_float": fsdd.get("float"), "fsdd_tflm_int8": fsdd.get("tflm_int8"),
         "fsdd_float_closed_set": fsdd.get("float_closed_set"),
         "fsdd_tflm_int8_closed_set": fsdd.get("tflm_int8_closed_set"), "fsdd_examples": fsdd.get("examples"),
-        "epochs": len(history), "train_seconds": round(sum(h["seconds"] for h in history), 1), "run_dir": run_dir,
+        "epochs": len(history), "train_seconds": round(sum(h["seconds"] for h in history), 1),
+        **compression_columns(card.get("compress")), "run_dir": run_dir,
     }
     return {k: row[k] for k in COLUMNS}
+
+
+def compression_columns(entry: dict | None) -> dict:
+    """The compression stage's figures (None for an uncompressed run): accuracy after pruning and after QAT (Keras,
+    test split), mean weight sparsity of the int8 .tflite, its flash with TFLM's LUT compression, and TFLM int8
+    accuracy per DSNN level."""
+    if entry is None:
+        return {"compression": None, "accuracy_pruned": None, "accuracy_qat": None, "sparsity": None,
+                "flash_bytes_lut": None, "levels": None}
+    return {"compression": describe_compression(entry), "accuracy_pruned": entry["accuracy"].get("pruned"),
+            "accuracy_qat": entry["accuracy"].get("qat"), "sparsity": entry["sparsity"]["mean"],
+            "flash_bytes_lut": entry["flash_bytes_lut"],
+            "levels": {k: v["tflm_int8"] for k, v in entry["levels"].items()} if "levels" in entry else None}
+
+
+def describe_compression(entry: dict) -> str:
+    parts = [] if entry["method"] == "none" else [entry["method"]]
+    if entry.get("qat"):
+        parts.append(f"QAT w{entry['qat']['weight_bits']}a{entry['qat']['activation_bits']}")
+    return " + ".join(parts)
 
 
 def _say(progress: bool, message: str) -> None:
@@ -100,11 +120,16 @@ def compare(recipes, out_dir: str, epochs: int | None = None, callgrind: bool = 
     if duplicates:
         raise RecipeError(f"recipe names must be distinct (they name the run dirs): {duplicates}")
     os.makedirs(out_dir, exist_ok=True)
-    rows = []
+    rows, trained = [], {}  # trained: training key -> a finished run dir of it, shared by compress variants
     for i, recipe in enumerate(loaded, 1):
         tag = f"[{i}/{len(loaded)}] {recipe.name}"
         run_dir = run_dir_for(recipe, out_dir)
-        if _finished(run_dir, recipe):
+        key = training_key(recipe.training_dict())
+        if key in trained:  # a compress variant of an earlier recipe: its training, this recipe's recipe.json
+            if not training_finished(run_dir, recipe):
+                _say(progress, f"{tag}: same training as {trained[key]}, copied; only the compression stage runs")
+            copy_training(trained[key], run_dir, recipe)
+        if training_finished(run_dir, recipe):
             if holds_other_recipe(run_dir, recipe):
                 raise RunDirError(f"{run_dir}: holds a run of a different recipe; move it away or use another --out")
             _say(progress, f"{tag}: trained already ({recipe.schedule.epochs} epochs) in {run_dir}")
@@ -112,6 +137,10 @@ def compare(recipes, out_dir: str, epochs: int | None = None, callgrind: bool = 
             done = (rundir.read_checkpoint_state(run_dir) or {"epoch": -1})["epoch"] + 1
             _say(progress, f"{tag}: training {recipe.model}, epochs {done + 1}..{recipe.schedule.epochs} -> {run_dir}")
             train(recipe, run_dir, progress=progress)
+        trained.setdefault(key, run_dir)
+        if recipe.compress.active:
+            _say(progress, f"{tag}: compression stage ({describe_compression(_settings(recipe))})")
+            compress_run(run_dir, recipe, progress=progress)
         card = _fresh_card(run_dir, recipe, callgrind)
         if card is None:
             _say(progress, f"{tag}: exporting int8 and verifying on TFLM" + (" (+ callgrind)" if callgrind else ""))
@@ -124,6 +153,12 @@ def compare(recipes, out_dir: str, epochs: int | None = None, callgrind: bool = 
     write_outputs(rows, out_dir, epochs=epochs, callgrind=callgrind)
     _say(progress, f"wrote {os.path.join(out_dir, 'compare.md')}, compare.json, compare.png")
     return rows
+
+
+def _settings(recipe: Recipe) -> dict:
+    qat = recipe.compress.qat
+    return {"method": recipe.compress.method,
+            "qat": None if qat is None else {"weight_bits": qat.weight_bits, "activation_bits": qat.activation_bits}}
 
 
 def write_outputs(rows: list[dict], out_dir: str, epochs: int | None, callgrind: bool) -> None:
@@ -161,6 +196,14 @@ def markdown_table(rows: list[dict]) -> str:
              ("FSDD float [closed]", lambda r: _fsdd(r, "float")),
              ("FSDD TFLM int8 [closed]", lambda r: _fsdd(r, "tflm_int8")),
              ("epochs", lambda r: str(r["epochs"])), ("train s", lambda r: f"{r['train_seconds']:.0f}")]
+    if any(r["compression"] for r in rows):
+        cols += [("compression", lambda r: r["compression"] or "–"),
+                 ("acc pruned", lambda r: _pct(r["accuracy_pruned"])),
+                 ("acc QAT (Keras)", lambda r: _pct(r["accuracy_qat"])),
+                 ("weight sparsity (.tflite)", lambda r: _pct(r["sparsity"])),
+                 ("flash LUT B", lambda r: "–" if r["flash_bytes_lut"] is None else f"{r['flash_bytes_lut']:,}"),
+                 ("DSNN levels: TFLM int8", lambda r: "–" if r["levels"] is None else
+                  ", ".join(f"{k}: {_pct(v)}" for k, v in r["levels"].items()))]
     lines = ["| " + " | ".join(c for c, _ in cols) + " |", "|" + "---|" * len(cols)]
     lines += ["| " + " | ".join(fmt(r) for _, fmt in cols) + " |" for r in rows]
     return "\n".join(lines)

@@ -17,7 +17,7 @@ import numpy as np
 from kws_zoo import rundir
 from kws_zoo.compress.dsnn import fit_dsnn, set_sparsity
 from kws_zoo.compress.pruning import KeepZeros, prune_model, pruning_callbacks, strip_pruning
-from kws_zoo.compress.qat import qat_scope, quantize_model
+from kws_zoo.compress.qat import qat_scope, quantize_model, strip_qat
 from kws_zoo.core.compat import keras
 from kws_zoo.core.config import to_dict
 from kws_zoo.core.errors import ConfigError, RunDirError
@@ -27,7 +27,8 @@ from kws_zoo.evaluate.accuracy import keras_accuracy
 from kws_zoo.export.reparam import reparameterize
 from kws_zoo.models.saving import load_keras
 from kws_zoo.recipe import Recipe, load_recipe
-from kws_zoo.train import PreparedData, fine_tune, loss_for, prepare_data, train_dataset, validation_dataset
+from kws_zoo.train import (PreparedData, fine_tune, fine_tune_optimizer, loss_for, prepare_data, steps_per_epoch,
+                           train_dataset, validation_dataset)
 
 
 def compress_run(run_dir: str, recipe: Recipe | None = None, *, progress: bool = True,
@@ -47,7 +48,7 @@ def compress_run(run_dir: str, recipe: Recipe | None = None, *, progress: bool =
     test = _test_split(recipe, data)
     model = reparameterize(load_keras(model_path))
     stages = {"float": keras_accuracy(model, *test)}
-    steps = int(np.ceil(len(data.targets["train"]) / recipe.schedule.batch_size)) * cfg.epochs
+    steps = steps_per_epoch(recipe, data) * cfg.epochs
     summary = {"recipe": recipe.name, "compress": to_dict(cfg), "test_examples": int(len(test[1]))}
     if cfg.method == "prune":
         wrapped = prune_model(model, cfg.prune, steps, depthwise=cfg.prune.depthwise)
@@ -57,8 +58,9 @@ def compress_run(run_dir: str, recipe: Recipe | None = None, *, progress: bool =
         stages["pruned"] = keras_accuracy(model, *test)
     elif cfg.method == "dsnn":
         fit_dsnn(model, cfg.dsnn, train_dataset(recipe, data, recipe.schedule.epochs), epochs=cfg.epochs,
-                 optimizer=keras.optimizers.Adam(cfg.learning_rate), loss=loss_for(recipe, len(data.labels)),
-                 validation=validation_dataset(recipe, data), seed=recipe.seed)
+                 optimizer=fine_tune_optimizer(recipe, cfg.learning_rate, steps),
+                 loss=loss_for(recipe, len(data.labels)), validation=validation_dataset(recipe, data),
+                 seed=recipe.seed)
         summary["levels"] = {f"{level:g}": keras_accuracy(set_sparsity(model, level), *test)
                              for level in cfg.dsnn.levels}
         stages["dsnn_dense"] = summary["levels"][f"{cfg.dsnn.levels[0]:g}"]
@@ -100,6 +102,21 @@ def load_compressed(run_dir: str) -> keras.Model:
     """The compression stage's model (QAT wrappers included)."""
     with qat_scope():
         return load_keras(os.path.join(run_dir, rundir.COMPRESSED_MODEL))
+
+
+def deployed_float(run_dir: str, recipe: Recipe) -> keras.Model | None:
+    """The float model the run's compressed deployment computes (None if the recipe does not compress): the QAT
+    model without its quantizers (kernels on their b-bit grid), or a DSNN run's densest level. The streaming
+    export converts this one, so a compressed run streams what it deploys."""
+    summary = compressed_summary(run_dir, recipe)
+    if summary is None:
+        return None
+    model = load_compressed(run_dir)
+    if summary["compress"]["qat"] is not None:
+        return strip_qat(model)
+    if summary["compress"]["method"] == "dsnn":
+        return set_sparsity(model, summary["compress"]["dsnn"]["levels"][0])
+    return model
 
 
 def _test_split(recipe: Recipe, data: PreparedData) -> tuple[np.ndarray, np.ndarray]:

@@ -252,6 +252,12 @@ def format_card(card: dict, markdown: bool = False) -> str:
     return "\n".join(f"{k:>32}: {v}" for k, v in rows)
 
 
+def _layer_of(tensor: str) -> str:
+    """'m_qat/quant_block0_pw_conv/Conv2D;...' -> 'block0_pw_conv': the Keras layer a .tflite weight came from."""
+    parts = tensor.split(";")[0].split("/")
+    return (parts[-2] if len(parts) > 1 else parts[0]).removeprefix("quant_")
+
+
 def _compression_rows(entry: dict | None) -> list[tuple[str, str]]:
     if not entry:
         return []
@@ -260,6 +266,9 @@ def _compression_rows(entry: dict | None) -> list[tuple[str, str]]:
     rows = [("compression", f"{entry['method']}{bits}, {entry['epochs']} fine-tune epochs"),
             ("accuracy after each stage", ", ".join(f"{k} {v:.2%}" for k, v in entry["accuracy"].items())),
             ("weight sparsity (int8, mean)", f"{entry['sparsity']['mean']:.1%}"),
+            ("sparsity per layer (int8 .tflite)", ", ".join(
+                f"{_layer_of(name)} {v:.1%}" for name, v in entry["sparsity"]["per_tensor"].items() if v >= 0.05)
+             or "none"),
             ("flash plain / LUT-compressed", f"{entry['flash_bytes']:,} / {entry['flash_bytes_lut']:,} bytes"
                                             + (f" (arena {entry['arena_bytes_lut']:,})" if "arena_bytes_lut" in entry
                                                else f" ({entry['lut_note']})"))]

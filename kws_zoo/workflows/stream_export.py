@@ -29,6 +29,7 @@ from kws_zoo.models.saving import load_keras
 from kws_zoo.recipe import Recipe, load_recipe
 from kws_zoo.rundir import StreamingInfo
 from kws_zoo.train import PreparedData, prepare_data
+from kws_zoo.workflows.compress_run import deployed_float
 
 CALIBRATION_STREAMS = 4
 
@@ -58,7 +59,7 @@ def export_streaming_run(run_dir: str, out_dir: str | None = None, progress: boo
                          calibration_clips: int = 240, check_clips: int = 40) -> dict:
     out_dir = out_dir or os.path.join(run_dir, rundir.STREAM_DIR)
     recipe = load_recipe(os.path.join(run_dir, rundir.RECIPE))
-    model = load_keras(os.path.join(run_dir, rundir.MODEL))
+    model = deployed_float(run_dir, recipe) or load_keras(os.path.join(run_dir, rundir.MODEL))
     info = rundir.read_info(run_dir)
     streaming_spec(model)  # a model that cannot stream fails here, before its data is loaded
     data = prepare_data(recipe, progress)

@@ -14,6 +14,7 @@ from kws_zoo.core.errors import ConfigError, DeviceError
 from kws_zoo.device.compression import (DECODE_OP, PER_CHANNEL, PER_TENSOR, decode_op_count, distinct_per_channel,
                                         index_bits, lut_compress, lut_stored_bytes, verify_lut)
 from kws_zoo.device.flatbuffer import op_name, read_tflite, tflite_ops
+from kws_zoo.device.op_resolver import op_resolver_source
 from kws_zoo.export.tflite import to_tflite_int8
 
 from helpers import cli_env, randomize_bn, tiny_cnn
@@ -103,6 +104,9 @@ def test_16_levels_compress_at_4_bits_and_run_bit_identical(low_bit):
     assert result["identical"] and result["max_abs_diff"] == 0 and result["decode_ops"] == 2
     assert result["file_bytes_after"] < result["file_bytes_before"]
     assert result["arena_bytes_after"] > result["arena_bytes_before"]  # decoded weights live in the arena
+    # The generated resolver registers the DECODE kernel under the name TFLM's AddDecode() gives it.
+    header = op_resolver_source(tflite_ops(packed), "lut")
+    assert "resolver.AddDecode()" in header and f"lut_op_count = {len(set(tflite_ops(packed)))};" in header
 
 
 def test_verify_lut_raises_when_outputs_differ(low_bit):

@@ -9,7 +9,8 @@ from kws_zoo import cli, rundir
 from kws_zoo.core.errors import RunDirError
 from kws_zoo.device.flatbuffer import weight_sparsity
 from kws_zoo.recipe import recipe_from_dict
-from kws_zoo.workflows.compress_run import compress_run
+from kws_zoo.workflows.compare import compression_columns
+from kws_zoo.workflows.compress_run import compress_run, deployed_float
 from kws_zoo.workflows.export_run import export_run
 
 from helpers import make_tone_corpus, tiny_recipe_dict
@@ -66,7 +67,22 @@ def test_same_settings_do_not_run_again_and_new_ones_do(run):
     assert os.path.getmtime(run_dir / rundir.COMPRESSED_MODEL) == before
 
 
+def test_deployed_float_is_what_the_int8_model_holds(run):
+    """The streaming export converts deployed_float: the QAT model without quantizers, its pruned zeros kept and
+    every conv kernel on the per-channel 8-bit grid QAT trained (what the int8 .tflite stores)."""
+    corpus, run_dir, _ = run
+    recipe = recipe_from_dict({**tiny_recipe_dict(corpus, epochs=4), "compress": PRUNE_QAT})
+    model = deployed_float(str(run_dir), recipe)
+    assert not any(hasattr(layer, "quantize_config") for layer in model.layers)
+    kernels = [layer.kernel.numpy() for layer in model.layers if type(layer).__name__ == "Conv2D"]
+    assert any(np.mean(k == 0) > 0.45 for k in kernels)  # pruned at 50% (the first conv is kept dense)
+    for k in kernels:
+        steps = k / (np.abs(k).max(axis=(0, 1, 2)) / 127)
+        np.testing.assert_allclose(steps, np.round(steps), atol=1e-3)
+
+
 def test_dsnn_exports_one_model_per_level_from_one_checkpoint(run, tmp_path):
+    # Replaces the run's compression stage: the tests above use the prune + QAT one.
     corpus, run_dir, _ = run
     recipe = recipe_from_dict({**tiny_recipe_dict(corpus, epochs=4), "compress": DSNN})
     summary = compress_run(str(run_dir), recipe, progress=False)
@@ -94,3 +110,37 @@ def test_export_refuses_a_compression_stage_run_with_other_settings(run, tmp_pat
             export_run(str(run_dir), str(tmp_path / "export"), progress=False)
     finally:
         (run_dir / rundir.RECIPE).write_text(saved)
+
+
+
+def test_a_compress_variant_starts_from_a_finished_training(run, tmp_path, capsys):
+    """`kws-zoo train VARIANT --from RUN`: a recipe differing only in name and compress section takes RUN's training
+    as it is (no epoch runs again) and runs only its own compression stage; another model is refused."""
+    corpus, run_dir, _ = run
+    variant = {**tiny_recipe_dict(corpus, name="tiny_qat4", epochs=4),
+               "compress": {"qat": {"weight_bits": 4}, "epochs": 1}}
+    path = tmp_path / "tiny_qat4.json"
+    path.write_text(json.dumps(variant))
+    out = tmp_path / "variant"
+    cli.main(["train", str(path), "--from", str(run_dir), "--out", str(out), "--quiet"])
+    assert rundir.read_checkpoint_state(out)["history"] == rundir.read_checkpoint_state(run_dir)["history"]
+    assert json.loads((out / rundir.RECIPE).read_text())["name"] == "tiny_qat4"
+    assert rundir.read_info(out).recipe == "tiny_qat4"
+    summary = json.loads((out / rundir.COMPRESS_SUMMARY).read_text())
+    assert summary["compress"]["qat"]["weight_bits"] == 4 and set(summary["accuracy"]) == {"float", "qat"}
+
+    other = {**variant, "model_overrides": {**variant["model_overrides"], "filters": 8}}
+    path.write_text(json.dumps(other))
+    with pytest.raises(SystemExit):
+        cli.main(["train", str(path), "--from", str(run_dir), "--out", str(tmp_path / "other"), "--quiet"])
+    assert "holds no finished training of tiny_qat4's model" in capsys.readouterr().err
+    assert not (tmp_path / "other").exists()
+
+
+def test_compare_shows_the_compression_columns(run):
+    _, run_dir, card = run
+    columns = compression_columns(card["compress"])
+    assert columns["compression"] == "prune + QAT w8a8"
+    assert columns["accuracy_qat"] == card["compress"]["accuracy"]["qat"]
+    assert abs(columns["sparsity"] - card["compress"]["sparsity"]["mean"]) < 1e-12
+    assert compression_columns(None)["compression"] is None
