@@ -34,6 +34,7 @@ BEST_WEIGHTS = "best.weights.h5"  # the best epoch so far by validation accuracy
 TENSORBOARD_DIR = "tensorboard"
 COMPRESSED_MODEL = "model_compressed.keras"  # the compression stage's result (pruned / DSNN / QAT inference form)
 COMPRESS_SUMMARY = "compress_summary.json"  # its settings and the accuracy after each stage
+DSNN_BN_STATS = "dsnn_bn_stats.npz"  # a DSNN run's BatchNormalization statistics per sparsity level
 
 EXPORT_DIR = "export"
 INFERENCE_MODEL = "model_inference.keras"

@@ -63,8 +63,12 @@ def _is_foldable_bn(layer: L.Layer, inbound: list) -> bool:
             and refs[0][3:] in ([], [{}]) and len(layer.input_shape) == 4 and list(layer.axis) == [3])
 
 
-def reparameterize(model: keras.Model, *, check: bool = True) -> keras.Model:
+def reparameterize(model: keras.Model, *, check: bool = True, fold_bn: bool = True) -> keras.Model:
     """The inference form of a functional model: standard layers only, BN folded, same outputs.
+
+    fold_bn=False keeps every standalone BatchNormalization layer (multi-branch layers still merge, their own BN
+    folded): the form the compression stage prunes, so fine-tuning keeps its normalization. Folding it later
+    keeps every pruned zero (BN scales whole output channels).
 
     check: run both on one random batch and raise if outputs differ by more than float32 rounding can
         explain (relative 1e-3 of the output range) - a cheap guard, not a substitute for tests.
@@ -91,7 +95,7 @@ def reparameterize(model: keras.Model, *, check: bool = True) -> keras.Model:
         if hasattr(layer, "plain_layer"):
             new, values = layer.plain_layer()
             entry = _entry(new, inbound)
-        elif (_is_foldable_bn(layer, inbound) and producer in convs and uses[producer] == 1):
+        elif fold_bn and _is_foldable_bn(layer, inbound) and producer in convs and uses[producer] == 1:
             conv, is_dw = convs.pop(producer)
             kernel, *bias = weights[producer]
             weights[producer] = list(fold_batchnorm(kernel, bias[0] if bias else None, layer, is_dw))

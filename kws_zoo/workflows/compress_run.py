@@ -9,19 +9,20 @@ stage). A finished stage with the same settings is not run again; other settings
 """
 from __future__ import annotations
 
+import io
 import json
 import os
 
 import numpy as np
 
 from kws_zoo import rundir
-from kws_zoo.compress.dsnn import fit_dsnn, set_sparsity
+from kws_zoo.compress.dsnn import fit_dsnn, level_bn_statistics, set_sparsity
 from kws_zoo.compress.pruning import KeepZeros, prune_model, pruning_callbacks, strip_pruning
 from kws_zoo.compress.qat import qat_scope, quantize_model, strip_qat
 from kws_zoo.core.compat import keras
 from kws_zoo.core.config import to_dict
 from kws_zoo.core.errors import ConfigError, RunDirError
-from kws_zoo.core.files import atomic_save_keras, atomic_write_json
+from kws_zoo.core.files import atomic_save_keras, atomic_write_bytes, atomic_write_json
 from kws_zoo.data.pipeline import features_for
 from kws_zoo.evaluate.accuracy import keras_accuracy
 from kws_zoo.export.reparam import reparameterize
@@ -29,6 +30,9 @@ from kws_zoo.models.saving import load_keras
 from kws_zoo.recipe import Recipe, load_recipe
 from kws_zoo.train import (PreparedData, fine_tune, fine_tune_optimizer, loss_for, prepare_data, steps_per_epoch,
                            train_dataset, validation_dataset)
+
+
+BN_CALIBRATION_BATCHES = 20  # training batches each DSNN level's BN statistics are measured on
 
 
 def compress_run(run_dir: str, recipe: Recipe | None = None, *, progress: bool = True,
@@ -46,7 +50,9 @@ def compress_run(run_dir: str, recipe: Recipe | None = None, *, progress: bool =
         return done
     data = data or prepare_data(recipe, progress)
     test = _test_split(recipe, data)
-    model = reparameterize(load_keras(model_path))
+    # Pruning and DSNN fine-tune with BN standalone (fold_bn=False: it re-centres what the masks shift); folding
+    # it afterwards keeps every zero. QAT alone starts from the fully folded graph it quantizes.
+    model = reparameterize(load_keras(model_path), fold_bn=cfg.method == "none")
     stages = {"float": keras_accuracy(model, *test)}
     steps = steps_per_epoch(recipe, data) * cfg.epochs
     summary = {"recipe": recipe.name, "compress": to_dict(cfg), "test_examples": int(len(test[1]))}
@@ -54,14 +60,17 @@ def compress_run(run_dir: str, recipe: Recipe | None = None, *, progress: bool =
         wrapped = prune_model(model, cfg.prune, steps, depthwise=cfg.prune.depthwise)
         fine_tune(wrapped, recipe, data, epochs=cfg.epochs, learning_rate=cfg.learning_rate,
                   callbacks=pruning_callbacks(), progress=progress, desc=f"prune {recipe.name}")
-        model = strip_pruning(wrapped)
+        model = reparameterize(strip_pruning(wrapped))
         stages["pruned"] = keras_accuracy(model, *test)
     elif cfg.method == "dsnn":
         fit_dsnn(model, cfg.dsnn, train_dataset(recipe, data, recipe.schedule.epochs), epochs=cfg.epochs,
                  optimizer=fine_tune_optimizer(recipe, cfg.learning_rate, steps),
                  loss=loss_for(recipe, len(data.labels)), validation=validation_dataset(recipe, data),
                  seed=recipe.seed)
-        summary["levels"] = {f"{level:g}": keras_accuracy(set_sparsity(model, level), *test)
+        batches = [x for x, _ in train_dataset(recipe, data, recipe.schedule.epochs).take(BN_CALIBRATION_BATCHES)]
+        stats = {level: level_bn_statistics(model, level, batches) for level in cfg.dsnn.levels}
+        write_bn_stats(run_dir, stats)
+        summary["levels"] = {f"{level:g}": keras_accuracy(set_sparsity(model, level, bn_stats=stats[level]), *test)
                              for level in cfg.dsnn.levels}
         stages["dsnn_dense"] = summary["levels"][f"{cfg.dsnn.levels[0]:g}"]
     if cfg.qat is not None:
@@ -104,19 +113,48 @@ def load_compressed(run_dir: str) -> keras.Model:
         return load_keras(os.path.join(run_dir, rundir.COMPRESSED_MODEL))
 
 
+def deployed_model(run_dir: str, summary: dict, compressed: keras.Model) -> keras.Model:
+    """What export converts to the device's int8: the QAT or pruned model as the stage left it, or a DSNN run's
+    densest level (its other levels: dsnn_level)."""
+    if summary["compress"]["method"] == "dsnn":
+        return dsnn_level(compressed, run_dir, summary["compress"]["dsnn"]["levels"][0])
+    return compressed
+
+
 def deployed_float(run_dir: str, recipe: Recipe) -> keras.Model | None:
-    """The float model the run's compressed deployment computes (None if the recipe does not compress): the QAT
-    model without its quantizers (kernels on their b-bit grid), or a DSNN run's densest level. The streaming
-    export converts this one, so a compressed run streams what it deploys."""
+    """The float model the run's compressed deployment computes (None if the recipe does not compress): the
+    deployed model, a QAT one without its quantizers (kernels on their b-bit grid). The streaming export converts
+    this one, so a compressed run streams what it deploys."""
     summary = compressed_summary(run_dir, recipe)
     if summary is None:
         return None
-    model = load_compressed(run_dir)
-    if summary["compress"]["qat"] is not None:
-        return strip_qat(model)
-    if summary["compress"]["method"] == "dsnn":
-        return set_sparsity(model, summary["compress"]["dsnn"]["levels"][0])
-    return model
+    model = deployed_model(run_dir, summary, load_compressed(run_dir))
+    return strip_qat(model) if summary["compress"]["qat"] is not None else model
+
+
+def dsnn_level(model: keras.Model, run_dir: str, level: float) -> keras.Model:
+    """A DSNN run's model at `level`: its masks, its BN statistics, BN folded (the form export converts)."""
+    return reparameterize(set_sparsity(model, level, bn_stats=read_bn_stats(run_dir)[float(level)]))
+
+
+def write_bn_stats(run_dir: str, stats: dict[float, dict[str, tuple]]) -> None:
+    arrays = {f"{level:g}/{name}/{part}": values[i] for level, by_layer in stats.items()
+              for name, values in by_layer.items() for i, part in enumerate(("mean", "variance"))}
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    atomic_write_bytes(os.path.join(run_dir, rundir.DSNN_BN_STATS), buffer.getvalue())
+
+
+def read_bn_stats(run_dir: str) -> dict[float, dict[str, tuple[np.ndarray, np.ndarray]]]:
+    path = os.path.join(run_dir, rundir.DSNN_BN_STATS)
+    if not os.path.exists(path):
+        raise RunDirError(f"{run_dir}: no {rundir.DSNN_BN_STATS} (the DSNN stage wrote none; run it again)")
+    stats: dict[float, dict[str, list]] = {}
+    with np.load(path) as f:
+        for key in f.files:
+            level, name, part = key.split("/")
+            stats.setdefault(float(level), {}).setdefault(name, [None, None])[part == "variance"] = f[key]
+    return {level: {name: tuple(v) for name, v in by_layer.items()} for level, by_layer in stats.items()}
 
 
 def _test_split(recipe: Recipe, data: PreparedData) -> tuple[np.ndarray, np.ndarray]:

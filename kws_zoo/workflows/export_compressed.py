@@ -4,11 +4,11 @@ where low-bit or pruned weights make it pay (verified bit-exact on TFLM)."""
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 import numpy as np
 
 from kws_zoo import rundir
-from kws_zoo.compress.dsnn import set_sparsity
 from kws_zoo.core.compat import keras
 from kws_zoo.core.files import atomic_write_bytes
 from kws_zoo.device.compression import lut_compress, verify_lut
@@ -23,22 +23,21 @@ def is_qat(model: keras.Model) -> bool:
     return any(hasattr(layer, "quantize_config") for layer in model.layers)
 
 
-def compressed_int8(compressed: keras.Model, summary: dict, calibration: np.ndarray, num_samples: int) -> bytes:
-    """The int8 .tflite the device runs: the QAT model's own ranges, or post-training calibration; a DSNN run
-    deploys its densest level here (the other levels: dsnn_levels)."""
-    if is_qat(compressed):
-        return to_tflite_int8_qat(compressed, calibration, num_samples)
-    if summary["compress"]["method"] == "dsnn":
-        compressed = set_sparsity(compressed, summary["compress"]["dsnn"]["levels"][0])
-    return to_tflite_int8(compressed, calibration, num_samples)
+def compressed_int8(deployed: keras.Model, calibration: np.ndarray, num_samples: int) -> bytes:
+    """The int8 .tflite the device runs (`deployed`: compress_run.deployed_model): the QAT model's own ranges, or
+    post-training calibration."""
+    if is_qat(deployed):
+        return to_tflite_int8_qat(deployed, calibration, num_samples)
+    return to_tflite_int8(deployed, calibration, num_samples)
 
 
-def dsnn_levels(compressed: keras.Model, summary: dict, calibration: np.ndarray, num_samples: int,
-                test: np.ndarray, test_labels: np.ndarray, out_dir: str) -> dict:
-    """One int8 .tflite per sparsity level from the one set of weights, each run on TFLM over the test split."""
+def dsnn_levels(level_model: Callable[[float], keras.Model], summary: dict, calibration: np.ndarray,
+                num_samples: int, test: np.ndarray, test_labels: np.ndarray, out_dir: str) -> dict:
+    """One int8 .tflite per sparsity level from the one set of weights (level_model(level): that level's model,
+    compress_run.dsnn_level), each run on TFLM over the test split."""
     rows = {}
     for level in summary["compress"]["dsnn"]["levels"]:
-        int8 = to_tflite_int8(set_sparsity(compressed, level), calibration, num_samples)
+        int8 = to_tflite_int8(level_model(level), calibration, num_samples)
         name = rundir.sparsity_level_file(level)
         atomic_write_bytes(os.path.join(out_dir, name), int8)
         tflm = TflmModel(int8)

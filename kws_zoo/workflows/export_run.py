@@ -32,7 +32,7 @@ from kws_zoo.models.saving import load_keras
 from kws_zoo.recipe import Recipe, load_recipe
 from kws_zoo.rundir import ModelInfo
 from kws_zoo.train import PreparedData, prepare_data
-from kws_zoo.workflows.compress_run import compressed_summary, load_compressed
+from kws_zoo.workflows.compress_run import compressed_summary, deployed_model, dsnn_level, load_compressed
 from kws_zoo.workflows.export_compressed import compressed_int8, compression_card, dsnn_levels
 
 REPRESENTATIVE_EXAMPLES = 500
@@ -72,7 +72,8 @@ def export_run(run_dir: str, out_dir: str | None = None, progress: bool = True, 
     float_accuracy = keras_accuracy(run.model, feats.test, feats.test_labels)
     summary = compressed_summary(run_dir, run.recipe)
     compressed = load_compressed(run_dir) if summary else None
-    forms = convert(run.model, feats.calibration, compressed, summary)
+    forms = convert(run.model, feats.calibration,
+                    None if compressed is None else deployed_model(run_dir, summary, compressed))
     write_model_files(forms, out_dir)
     # One pass of the test set through TFLM (and LiteRT beside it): the card's numbers and the report's.
     check = verify_on_tflm(forms.int8_bytes, feats.test, feats.test_labels, progress=progress)
@@ -84,8 +85,9 @@ def export_run(run_dir: str, out_dir: str | None = None, progress: bool = True, 
     if compressed is not None:
         card["compress"] = compression_card(summary, forms.int8_bytes, check["tflm_accuracy"], feats.test, out_dir)
         if summary["compress"]["method"] == "dsnn":
-            card["compress"]["levels"] = dsnn_levels(compressed, summary, feats.calibration, REPRESENTATIVE_EXAMPLES,
-                                                     feats.test, feats.test_labels, out_dir)
+            card["compress"]["levels"] = dsnn_levels(lambda level: dsnn_level(compressed, run_dir, level), summary,
+                                                     feats.calibration, REPRESENTATIVE_EXAMPLES, feats.test,
+                                                     feats.test_labels, out_dir)
     extra = _extra_evaluations(run.recipe, run.model, forms.int8_bytes, data.labels, check["arena_size"], out_dir,
                                progress)
     if extra:
@@ -121,14 +123,14 @@ def export_features(recipe: Recipe, data: PreparedData) -> ExportFeatures:
                           features(data.waveforms["test"]), data.targets["test"])
 
 
-def convert(model: keras.Model, calibration: np.ndarray, compressed: keras.Model | None = None,
-            summary: dict | None = None) -> DeviceForms:
+def convert(model: keras.Model, calibration: np.ndarray, deployed: keras.Model | None = None) -> DeviceForms:
     # The device runs the inference form: branches merged, BN folded, custom layers made standard
     # (reparameterize checks it numerically against the training form). A compressed run deploys the compression
-    # stage's model (pruned / DSNN / QAT, made from that same inference form); the float file stays the reference.
+    # stage's model (`deployed`: pruned / DSNN level / QAT, made from that same inference form); the float file
+    # stays the reference.
     inference = reparameterize(model)
-    if compressed is not None:
-        int8_bytes = compressed_int8(compressed, summary, calibration, REPRESENTATIVE_EXAMPLES)
+    if deployed is not None:
+        int8_bytes = compressed_int8(deployed, calibration, REPRESENTATIVE_EXAMPLES)
     elif ternary_layers(model):  # literal -1/0/+1 int8 weights, exactly the matrices regenerated from their seeds
         int8_bytes = to_tflite_int8_ternary(model, calibration, num_samples=REPRESENTATIVE_EXAMPLES)
     else:

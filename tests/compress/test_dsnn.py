@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from kws_zoo.compress.config import DsnnConfig
-from kws_zoo.compress.dsnn import fit_dsnn, kernel_attribute, level_masks, set_sparsity, sparsifiable_layers
+from kws_zoo.compress.dsnn import (fit_dsnn, kernel_attribute, level_bn_statistics, level_masks, set_sparsity,
+                                   sparsifiable_layers)
 from kws_zoo.core.compat import keras, tf
 from kws_zoo.core.errors import ConfigError, ModelError
 from kws_zoo.export.reparam import reparameterize
@@ -222,11 +223,26 @@ def test_training_changes_weights_and_every_level_improves(trained):
             assert history[key][-1] < history[key][0], (key, history[key])
 
 
-def test_batchnorm_frozen_during_training_and_flag_restored(trained):
-    bn = trained["model"].get_layer("bn")
-    assert bn.trainable
-    for a, b in zip(bn.get_weights(), trained["before"]["bn"]):
-        np.testing.assert_array_equal(a, b)
+def test_batchnorm_trains_and_each_level_gets_its_own_statistics(trained):
+    """BN's gamma and beta train with the shared weights; level_bn_statistics gives each level the population
+    statistics of its own BN inputs (a sparser level shifts them), set_sparsity applies them, and folding BN
+    afterwards keeps the level's zeros and its outputs."""
+    model, (xv, _) = trained["model"], trained["val"]
+    bn = model.get_layer("bn")
+    assert bn.trainable and not np.allclose(bn.gamma.numpy(), trained["before"]["bn"][0])
+    batches = [xv[:128], xv[128:]]
+    stats = {s: level_bn_statistics(model, s, batches) for s in LEVELS}
+    for s in LEVELS:
+        level = set_sparsity(model, s, bn_stats=stats[s])
+        h = keras.Model(level.inputs, level.get_layer("bn").input)(xv, training=False).numpy()
+        np.testing.assert_allclose(stats[s]["bn"][0], h.mean(axis=(0, 1, 2)), rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(level.get_layer("bn").moving_variance.numpy(), h.var(axis=(0, 1, 2)),
+                                   rtol=1e-3, atol=1e-5)
+        folded = reparameterize(level)  # this BN follows an Add and stays; the folding path is the same call
+        np.testing.assert_allclose(folded(xv).numpy(), level(xv, training=False).numpy(), rtol=1e-4, atol=1e-4)
+        for name in ("sdw", "pw"):
+            assert np.mean(kernels(folded)[name] == 0) == pytest.approx(s, abs=0.02), (s, name)
+    assert not np.allclose(stats[0.0]["bn"][1], stats[0.9]["bn"][1])
 
 
 def test_trained_levels_are_the_deployed_models(trained):
