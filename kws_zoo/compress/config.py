@@ -4,6 +4,8 @@ The stage order (docs/architecture.md): train the multi-branch model -> re-param
 inference form -> compress that form (prune or DSNN, then QAT) with a short fine-tune -> export. Compressing the
 re-parameterized graph means every mask and every simulated quantizer acts on exactly the kernels the device
 runs, and TFMOT only ever sees standard layers (plus StridedDepthwiseConv2D, which has its own entries).
+Pruning and DSNN keep standalone BatchNormalization layers unfolded while they fine-tune (a mask shifts the
+activations BN re-centres; folding afterwards keeps every zero); QAT quantizes the fully folded graph.
 """
 from __future__ import annotations
 
@@ -80,7 +82,7 @@ class CompressConfig:
     dsnn: DsnnConfig = DsnnConfig()
     qat: QatConfig | None = None
     epochs: int = 10                 # fine-tuning epochs of the compression stage
-    learning_rate: float = 5e-4      # constant; the float model is already trained
+    learning_rate: float = 5e-4      # peak of the fine-tune's cosine decay (train.fine_tune_optimizer)
 
     def __post_init__(self):
         if self.method not in METHODS:

@@ -246,8 +246,8 @@ def _specs(chosen: list[tuple[_Candidate, int]]) -> list[spec.Tensor]:
 
 
 def _drop_packed_quantization(model_bytes: bytes) -> bytes:
-    """The model with no quantization parameters on the DECODE operators' encoded inputs (see the module docstring),
-    re-aligned with tflite_micro's flatbuffer alignment tool (Python flatbuffers ignores the schema's force_align)."""
+    """The model with no quantization parameters on the DECODE operators' encoded inputs (see the module
+    docstring)."""
     model = fb.ModelT.InitFromPackedBuf(model_bytes, 0)
     decode_codes = {i for i, code in enumerate(model.operatorCodes)
                     if code.customCode is not None and (code.customCode.decode() if isinstance(code.customCode, bytes)
@@ -257,7 +257,24 @@ def _drop_packed_quantization(model_bytes: bytes) -> bytes:
             if op.opcodeIndex in decode_codes:
                 for encoded in list(op.inputs)[0::2]:  # inputs are (encoded, ancillary) pairs
                     sub.tensors[encoded].quantization = None
-    builder = flatbuffers.Builder(len(model_bytes) + 1024)
+    return _pack(model, len(model_bytes))
+
+
+def strip_tensor_names(model_bytes: bytes) -> bytes:
+    """The model with every tensor's name emptied: TFLM never reads them, and a QAT model's names (the whole
+    Keras path of each fused op) take ~10 KB of a 70 KB file. Operators, buffers, quantization and signatures
+    are kept, so the interpreter runs it bit-identically."""
+    model = fb.ModelT.InitFromPackedBuf(model_bytes, 0)
+    for sub in model.subgraphs or []:
+        for tensor in sub.tensors or []:
+            tensor.name = b""
+    return _pack(model, len(model_bytes))
+
+
+def _pack(model, size_hint: int) -> bytes:
+    """Serializes a schema object-API model, re-aligned with tflite_micro's flatbuffer alignment tool (Python
+    flatbuffers ignores the schema's force_align)."""
+    builder = flatbuffers.Builder(size_hint + 1024)
     builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
     with tempfile.TemporaryDirectory(prefix="kws_zoo_lut_") as folder:
         unaligned, aligned = os.path.join(folder, "in.tflite"), os.path.join(folder, "out.tflite")

@@ -260,6 +260,12 @@ def _layer_of(tensor: str) -> str:
     return (parts[-2] if len(parts) > 1 else parts[0]).removeprefix("quant_")
 
 
+def _flash(entry: dict) -> str:
+    sizes = [entry["flash_bytes"], entry["flash_bytes_no_names"], entry["flash_bytes_lut"]]
+    note = f"arena {entry['arena_bytes_lut']:,}" if "arena_bytes_lut" in entry else entry["lut_note"]
+    return " / ".join(f"{b:,}" for b in sizes) + f" bytes ({note})"
+
+
 def _compression_rows(entry: dict | None) -> list[tuple[str, str]]:
     if not entry:
         return []
@@ -271,9 +277,7 @@ def _compression_rows(entry: dict | None) -> list[tuple[str, str]]:
             ("sparsity per layer (int8 .tflite)", ", ".join(
                 f"{_layer_of(name)} {v:.1%}" for name, v in entry["sparsity"]["per_tensor"].items() if v >= 0.05)
              or "none"),
-            ("flash plain / LUT-compressed", f"{entry['flash_bytes']:,} / {entry['flash_bytes_lut']:,} bytes"
-                                            + (f" (arena {entry['arena_bytes_lut']:,})" if "arena_bytes_lut" in entry
-                                               else f" ({entry['lut_note']})"))]
+            ("flash int8 / without names / LUT-compressed", _flash(entry))]
     for level, row in entry.get("levels", {}).items():
         rows.append((f"sparsity level {level}", f"TFLM int8 {row['tflm_int8']:.2%}, flash {row['flash_bytes']:,} B, "
                                                 f"arena {row['arena_bytes']:,} B"))

@@ -12,7 +12,7 @@ import pytest
 from kws_zoo.core.compat import keras
 from kws_zoo.core.errors import ConfigError, DeviceError
 from kws_zoo.device.compression import (DECODE_OP, PER_CHANNEL, PER_TENSOR, decode_op_count, distinct_per_channel,
-                                        index_bits, lut_compress, lut_stored_bytes, verify_lut)
+                                        index_bits, lut_compress, lut_stored_bytes, strip_tensor_names, verify_lut)
 from kws_zoo.device.flatbuffer import op_name, read_tflite, tflite_ops
 from kws_zoo.device.op_resolver import op_resolver_source
 from kws_zoo.export.tflite import to_tflite_int8
@@ -107,6 +107,16 @@ def test_16_levels_compress_at_4_bits_and_run_bit_identical(low_bit):
     # The generated resolver registers the DECODE kernel under the name TFLM's AddDecode() gives it.
     header = op_resolver_source(tflite_ops(packed), "lut")
     assert "resolver.AddDecode()" in header and f"lut_op_count = {len(set(tflite_ops(packed)))};" in header
+
+
+def test_stripping_tensor_names_keeps_the_model_bit_identical(low_bit):
+    packed, _ = lut_compress(low_bit)
+    for model in (low_bit, packed):
+        stripped = strip_tensor_names(model)
+        sub = read_tflite(stripped).Subgraphs(0)
+        assert all(not sub.Tensors(i).Name() for i in range(sub.TensorsLength()))
+        assert len(stripped) < len(model) and tflite_ops(stripped) == tflite_ops(model)
+        assert verify_lut(model, stripped, _features(8, 3))["identical"]
 
 
 def test_verify_lut_raises_when_outputs_differ(low_bit):
