@@ -52,12 +52,17 @@ class DsnnConfig:
     """Dynamic sparsity: one set of weights, nested magnitude masks, one model per level at export."""
     levels: tuple[float, ...] = (0.0, 0.5, 0.7, 0.9)  # sparsities; 0.0 is the dense model
     levels_per_step: int = 3         # the dense, the sparsest and (levels_per_step - 2) drawn from the others
+    # Of the training steps, the share over which every level's sparsity grows from 0 to its own (cubic, as
+    # TFMOT's polynomial decay); masks cut suddenly at 75-90% leave too little to recover from. 0: no ramp.
+    ramp_fraction: float = 0.5
 
     def __post_init__(self):
         if len(self.levels) < 2 or list(self.levels) != sorted(set(self.levels)):
             raise ConfigError(f"levels must be at least two distinct increasing sparsities, got {self.levels}")
         if self.levels[0] < 0.0 or self.levels[-1] >= 1.0:
             raise ConfigError(f"levels must lie in [0, 1), got {self.levels}")
+        if not 0.0 <= self.ramp_fraction <= 1.0:
+            raise ConfigError(f"ramp_fraction must be in [0, 1], got {self.ramp_fraction}")
         if not 2 <= self.levels_per_step <= len(self.levels):
             raise ConfigError(f"levels_per_step must be in 2..{len(self.levels)}, got {self.levels_per_step}")
 

@@ -15,7 +15,8 @@ Training (`fit_dsnn`). Each step visits DsnnConfig.levels_per_step levels: the d
 and levels_per_step - 2 others drawn at random without replacement (slimmable networks' "sandwich rule"). Each
 level runs the model with kernels w * m (the gradient reaches only that level's kept weights); the level losses are
 averaged (so a learning rate right for ordinary fine-tuning stays right) and one optimizer update moves the shared
-weights. Masks are recomputed from the dense weights at the start of every epoch (or every `mask_update_steps`
+weights. Over the first DsnnConfig.ramp_fraction of the steps every level's sparsity grows from 0 to its own (cubic,
+as TFMOT's polynomial schedule; still prefixes of one ranking, so nested); evaluation always uses the final levels. Masks are recomputed from the dense weights at the start of every epoch (or every `mask_update_steps`
 steps), before every evaluation, and once more when training ends, so that the masks the trainer holds at the end
 are exactly the ones `set_sparsity` applies to the final weights.
 
@@ -164,16 +165,19 @@ class _DsnnTrainer(keras.Model):
     `loss_<level>` and their mean as `loss`. evaluate() first recomputes the masks from the current weights.
     """
 
-    def __init__(self, model: keras.Model, cfg: DsnnConfig, layer_names: Sequence[str], seed: int):
+    def __init__(self, model: keras.Model, cfg: DsnnConfig, layer_names: Sequence[str], seed: int,
+                 ramp_steps: int = 0):
         super().__init__(name=f"{model.name}_dsnn")
+        self.ramp_steps = int(ramp_steps)
         self.inner = model
         self.levels = tuple(float(s) for s in cfg.levels)
         self.levels_per_step = int(cfg.levels_per_step)
         self.seed = int(seed)
         self.layer_names = tuple(layer_names)
-        self.ranks, self.keep = [], []
+        self.ranks, self.keep, self.sizes = [], [], []
         for name in self.layer_names:
             kernel = self._kernel(name)
+            self.sizes.append(int(np.prod(kernel.shape)))
             self.ranks.append(tf.Variable(tf.zeros(kernel.shape, tf.int32), trainable=False, name=f"{name}_rank"))
             self.keep.append(tf.constant([_kept(int(np.prod(kernel.shape)), s) for s in self.levels], tf.int32))
         self.update_masks()
@@ -193,18 +197,27 @@ class _DsnnTrainer(keras.Model):
         for name, ranks in zip(self.layer_names, self.ranks):
             ranks.assign(_ranks(self._kernel(name).numpy()))
 
+    def _ramped_keep(self, size: int, index):
+        """Weights level `index` keeps at this training step while its sparsity ramps up (cubic in the step, from
+        0 to the level's sparsity at ramp_steps); the same prefix of the ranking, so the levels stay nested."""
+        progress = tf.minimum(1.0, tf.cast(self.optimizer.iterations, tf.float32) / float(self.ramp_steps))
+        level = tf.gather(tf.constant(self.levels, tf.float32), index) * (1.0 - (1.0 - progress) ** 3)
+        return size - tf.cast(tf.round(level * size), tf.int32)
+
     @contextlib.contextmanager
-    def _masked(self, index):
+    def _masked(self, index, ramp: bool = False):
         """Within it, each sparsifiable layer's call() reads kernel * mask of level `index` (a scalar tensor)
-        instead of its variable. The attribute is rebound with object.__setattr__, past Keras' attribute
-        tracking, so the layer's weight lists and checkpoint dependencies never change; it is restored on exit."""
+        instead of its variable (ramp: the level's sparsity at this training step). The attribute is rebound with
+        object.__setattr__, past Keras' attribute tracking, so the layer's weight lists and checkpoint
+        dependencies never change; it is restored on exit."""
         swapped = []
         try:
-            for name, ranks, keep in zip(self.layer_names, self.ranks, self.keep):
+            for name, ranks, keep, size in zip(self.layer_names, self.ranks, self.keep, self.sizes):
                 layer = self.inner.get_layer(name)
                 attr = kernel_attribute(layer)
                 kernel = getattr(layer, attr)
-                mask = tf.cast(ranks < tf.gather(keep, index), kernel.dtype)
+                kept = self._ramped_keep(size, index) if ramp and self.ramp_steps else tf.gather(keep, index)
+                mask = tf.cast(ranks < kept, kernel.dtype)
                 swapped.append((layer, attr, kernel))
                 object.__setattr__(layer, attr, kernel * mask)
             yield
@@ -225,7 +238,7 @@ class _DsnnTrainer(keras.Model):
         return visits
 
     def _level_loss(self, index, x, y, sample_weight, training: bool):
-        with self._masked(index):
+        with self._masked(index, ramp=training):
             logits = self.inner(x, training=training)
         return self.compiled_loss(y, logits, sample_weight)
 
@@ -305,7 +318,11 @@ def fit_dsnn(model: keras.Model, cfg: DsnnConfig, dataset, *, epochs: int, optim
     layers = sparsifiable_layers(model, keep_first, keep_last)
     if not layers:
         raise ModelError(f"{model.name}: no layer to sparsify (keep_first={keep_first}, keep_last={keep_last})")
-    trainer = _DsnnTrainer(model, cfg, [layer.name for layer in layers], seed)
+    steps = steps_per_epoch or (int(dataset.cardinality()) if isinstance(dataset, tf.data.Dataset) else 0)
+    if cfg.ramp_fraction and steps < 1:
+        raise ConfigError("fit_dsnn: the dataset's length is unknown; pass steps_per_epoch (the ramp needs it)")
+    trainer = _DsnnTrainer(model, cfg, [layer.name for layer in layers], seed,
+                           ramp_steps=int(round(cfg.ramp_fraction * epochs * steps)))
     trainer.compile(optimizer=optimizer, loss=loss)
     return trainer.fit(dataset, epochs=epochs, steps_per_epoch=steps_per_epoch, validation_data=validation,
                        callbacks=[_MaskUpdates(trainer, mask_update_steps), *callbacks], verbose=verbose)

@@ -14,6 +14,7 @@ import json
 import os
 
 import numpy as np
+from tqdm.keras import TqdmCallback
 
 from kws_zoo import rundir
 from kws_zoo.compress.dsnn import fit_dsnn, level_bn_statistics, set_sparsity
@@ -63,10 +64,11 @@ def compress_run(run_dir: str, recipe: Recipe | None = None, *, progress: bool =
         model = reparameterize(strip_pruning(wrapped))
         stages["pruned"] = keras_accuracy(model, *test)
     elif cfg.method == "dsnn":
+        bar = [TqdmCallback(verbose=0, desc=f"DSNN {recipe.name}")] if progress else []
         fit_dsnn(model, cfg.dsnn, train_dataset(recipe, data, recipe.schedule.epochs), epochs=cfg.epochs,
                  optimizer=fine_tune_optimizer(recipe, cfg.learning_rate, steps),
                  loss=loss_for(recipe, len(data.labels)), validation=validation_dataset(recipe, data),
-                 seed=recipe.seed)
+                 seed=recipe.seed, callbacks=bar)
         batches = [x for x, _ in train_dataset(recipe, data, recipe.schedule.epochs).take(BN_CALIBRATION_BATCHES)]
         stats = {level: level_bn_statistics(model, level, batches) for level in cfg.dsnn.levels}
         write_bn_stats(run_dir, stats)

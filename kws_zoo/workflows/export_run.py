@@ -271,7 +271,8 @@ def _compression_rows(entry: dict | None) -> list[tuple[str, str]]:
         return []
     qat = entry["qat"]
     bits = f", QAT {qat['weight_bits']}-bit weights / {qat['activation_bits']}-bit activations" if qat else ""
-    rows = [("compression", f"{entry['method']}{bits}, {entry['epochs']} fine-tune epochs"),
+    method = "" if entry["method"] == "none" else entry["method"]
+    rows = [("compression", f"{method}{bits}".lstrip(", ") + f", {entry['epochs']} fine-tune epochs"),
             ("accuracy after each stage", ", ".join(f"{k} {v:.2%}" for k, v in entry["accuracy"].items())),
             ("weight sparsity (int8, mean)", f"{entry['sparsity']['mean']:.1%}"),
             ("sparsity per layer (int8 .tflite)", ", ".join(

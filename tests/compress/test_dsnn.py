@@ -272,3 +272,19 @@ def test_every_step_visits_densest_and_sparsest(trained):
                     loss=LOSS, mask_update_steps=3).history
     assert ends["loss_0"][0] > 0 and ends["loss_0.9"][0] > 0
     assert ends["loss_0.5"] == [0.0] and ends["loss_0.7"] == [0.0]
+
+
+def test_sparsity_ramps_up_over_the_first_half_then_holds(trained):
+    """DsnnConfig.ramp_fraction (0.5): each level's training mask starts dense and reaches the level's sparsity
+    (cubic in the step) halfway through; evaluation and set_sparsity always use the final levels."""
+    trainer = trained["history"].model
+    assert trainer.ramp_steps == 0.5 * 4 * 16  # 4 epochs of 512 / 32 batches
+    saved = int(trainer.optimizer.iterations.numpy())
+    size = trainer.sizes[0]
+    try:
+        for step, share in [(0, 0.0), (trainer.ramp_steps // 2, 1 - 0.5 ** 3), (trainer.ramp_steps, 1.0),
+                            (saved, 1.0)]:
+            trainer.optimizer.iterations.assign(step)
+            assert abs(int(trainer._ramped_keep(size, 3)) - (size - round(0.9 * share * size))) <= 1, step
+    finally:
+        trainer.optimizer.iterations.assign(saved)
