@@ -55,6 +55,7 @@ class DsnnConfig:
     # Of the training steps, the share over which every level's sparsity grows from 0 to its own (cubic, as
     # TFMOT's polynomial decay); masks cut suddenly at 75-90% leave too little to recover from. 0: no ramp.
     ramp_fraction: float = 0.5
+    depthwise: bool = False          # as pruning: depthwise kernels stay dense (PruneConfig.depthwise says why)
 
     def __post_init__(self):
         if len(self.levels) < 2 or list(self.levels) != sorted(set(self.levels)):

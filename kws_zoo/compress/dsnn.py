@@ -16,9 +16,10 @@ and levels_per_step - 2 others drawn at random without replacement (slimmable ne
 level runs the model with kernels w * m (the gradient reaches only that level's kept weights); the level losses are
 averaged (so a learning rate right for ordinary fine-tuning stays right) and one optimizer update moves the shared
 weights. Over the first DsnnConfig.ramp_fraction of the steps every level's sparsity grows from 0 to its own (cubic,
-as TFMOT's polynomial schedule; still prefixes of one ranking, so nested); evaluation always uses the final levels. Masks are recomputed from the dense weights at the start of every epoch (or every `mask_update_steps`
-steps), before every evaluation, and once more when training ends, so that the masks the trainer holds at the end
-are exactly the ones `set_sparsity` applies to the final weights.
+as TFMOT's polynomial schedule; still prefixes of one ranking, so nested); evaluation always uses the final levels.
+Masks are recomputed from the dense weights at the start of every epoch (or every `mask_update_steps` steps),
+before every evaluation, and once more when training ends, so that the masks the trainer holds at the end are
+exactly the ones `set_sparsity` applies to the final weights.
 
 BatchNormalization. The compression stage hands DSNN the re-parameterized model with its BN layers still
 standalone (`reparameterize(model, fold_bn=False)`). With BN folded, a sparse level cannot re-centre its
@@ -56,10 +57,12 @@ def kernel_attribute(layer: L.Layer) -> str:
     return "depthwise_kernel" if isinstance(layer, L.DepthwiseConv2D) else "kernel"
 
 
-def sparsifiable_layers(model: keras.Model, keep_first: bool = True, keep_last: bool = True) -> list[L.Layer]:
+def sparsifiable_layers(model: keras.Model, keep_first: bool = True, keep_last: bool = True,
+                        depthwise: bool = True) -> list[L.Layer]:
     """The layers whose kernels pruning and DSNN mask, in graph order: every Conv2D, DepthwiseConv2D (and
     subclasses such as StridedDepthwiseConv2D) and Dense of `model`, except the first conv (keep_first) and the last
-    Dense (keep_last). The model must be the single-branch inference form (kws_zoo.reparam.reparameterize):
+    Dense (keep_last), and without depthwise kernels when depthwise is False. The model must be the single-branch
+    inference form (kws_zoo.reparam.reparameterize):
     a layer with `plain_layer()` (RepConv2D, SubSpectralNorm, SincConv, ...) holds kernels no mask here would reach
     as deployed, and a nested model hides its layers; both raise ModelError."""
     for layer in model.layers:
@@ -76,7 +79,8 @@ def sparsifiable_layers(model: keras.Model, keep_first: bool = True, keep_last: 
         kept.add(convs[0].name)
     if keep_last and dense:
         kept.add(dense[-1].name)
-    return [layer for layer in candidates if layer.name not in kept]
+    return [layer for layer in candidates
+            if layer.name not in kept and (depthwise or not isinstance(layer, L.DepthwiseConv2D))]
 
 
 def _check_level(level: float) -> float:
@@ -100,12 +104,12 @@ def _kept(size: int, level: float) -> int:
 
 
 def level_masks(model: keras.Model, levels: Sequence[float], *, keep_first: bool = True,
-                keep_last: bool = True) -> dict[float, dict[str, np.ndarray]]:
+                keep_last: bool = True, depthwise: bool = True) -> dict[float, dict[str, np.ndarray]]:
     """{level: {layer name: bool mask of its kernel (True = kept)}} for the sparsifiable layers of `model`, from
     its current weights: the masks set_sparsity applies and fit_dsnn trains."""
     levels = [_check_level(s) for s in levels]
     out: dict[float, dict[str, np.ndarray]] = {s: {} for s in levels}
-    for layer in sparsifiable_layers(model, keep_first, keep_last):
+    for layer in sparsifiable_layers(model, keep_first, keep_last, depthwise):
         kernel = getattr(layer, kernel_attribute(layer)).numpy()
         ranks = _ranks(kernel)
         for s in levels:
@@ -114,14 +118,15 @@ def level_masks(model: keras.Model, levels: Sequence[float], *, keep_first: bool
 
 
 def set_sparsity(model: keras.Model, level: float, *, keep_first: bool = True, keep_last: bool = True,
-                 bn_stats: dict[str, tuple[np.ndarray, np.ndarray]] | None = None) -> keras.Model:
+                 depthwise: bool = True, bn_stats: dict[str, tuple[np.ndarray, np.ndarray]] | None = None
+                 ) -> keras.Model:
     """A plain clone of `model` (same classes, layer names and config) whose sparsifiable kernels are masked at
     `level` (no retraining): exactly round(level * n) zeros more per layer of n weights (fewer only where weights
-    were zero already), other weights copied. `model` is left as it is. Use the keep_first / keep_last that
-    fit_dsnn trained with. bn_stats: {BN layer name: (moving mean, moving variance)} of this level
+    were zero already), other weights copied. `model` is left as it is. Use the keep_first / keep_last /
+    depthwise that fit_dsnn trained with. bn_stats: {BN layer name: (moving mean, moving variance)} of this level
     (level_bn_statistics); without it the clone keeps `model`'s own."""
     level = _check_level(level)
-    masks = level_masks(model, [level], keep_first=keep_first, keep_last=keep_last)[level]
+    masks = level_masks(model, [level], keep_first=keep_first, keep_last=keep_last, depthwise=depthwise)[level]
     clone = keras.models.clone_model(model)
     for layer in clone.layers:
         layer.set_weights(model.get_layer(layer.name).get_weights())
@@ -136,11 +141,11 @@ def set_sparsity(model: keras.Model, level: float, *, keep_first: bool = True, k
 
 
 def level_bn_statistics(model: keras.Model, level: float, batches: Sequence[np.ndarray], *, keep_first: bool = True,
-                        keep_last: bool = True) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+                        keep_last: bool = True, depthwise: bool = True) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """{BN layer name: (mean, variance)} of each BatchNormalization's input over `batches` (feature arrays) in the
     model masked at `level`, in graph order: each BN is measured after its predecessors got this level's
     statistics, so the result is the level's own population statistics."""
-    clone = set_sparsity(model, level, keep_first=keep_first, keep_last=keep_last)
+    clone = set_sparsity(model, level, keep_first=keep_first, keep_last=keep_last, depthwise=depthwise)
     stats = {}
     for layer in clone.layers:
         if not isinstance(layer, L.BatchNormalization):
@@ -301,7 +306,8 @@ class _MaskUpdates(keras.callbacks.Callback):
 
 def fit_dsnn(model: keras.Model, cfg: DsnnConfig, dataset, *, epochs: int, optimizer, loss,
              steps_per_epoch: int | None = None, validation=None, callbacks: Sequence = (),
-             mask_update_steps: int | None = None, keep_first: bool = True, keep_last: bool = True, seed: int = 0,
+             mask_update_steps: int | None = None, keep_first: bool = True, keep_last: bool = True,
+             depthwise: bool = True, seed: int = 0,
              verbose: int = 0) -> keras.callbacks.History:
     """Trains `model`'s weights in place so that every level of cfg.levels works (module docstring).
 
@@ -315,7 +321,7 @@ def fit_dsnn(model: keras.Model, cfg: DsnnConfig, dataset, *, epochs: int, optim
     """
     if mask_update_steps is not None and mask_update_steps < 1:
         raise ConfigError(f"mask_update_steps must be >= 1 or None, got {mask_update_steps}")
-    layers = sparsifiable_layers(model, keep_first, keep_last)
+    layers = sparsifiable_layers(model, keep_first, keep_last, depthwise)
     if not layers:
         raise ModelError(f"{model.name}: no layer to sparsify (keep_first={keep_first}, keep_last={keep_last})")
     steps = steps_per_epoch or (int(dataset.cardinality()) if isinstance(dataset, tf.data.Dataset) else 0)

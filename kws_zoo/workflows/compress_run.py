@@ -17,6 +17,7 @@ import numpy as np
 from tqdm.keras import TqdmCallback
 
 from kws_zoo import rundir
+from kws_zoo.compress.config import METHODS, CompressConfig
 from kws_zoo.compress.dsnn import fit_dsnn, level_bn_statistics, set_sparsity
 from kws_zoo.compress.pruning import KeepZeros, prune_model, pruning_callbacks, strip_pruning
 from kws_zoo.compress.qat import qat_scope, quantize_model, strip_qat
@@ -47,7 +48,7 @@ def compress_run(run_dir: str, recipe: Recipe | None = None, *, progress: bool =
     if not os.path.exists(model_path):
         raise RunDirError(f"{run_dir}: no {rundir.MODEL} to compress (has training finished?)")
     done = read_summary(run_dir)
-    if done is not None and done["compress"] == to_dict(cfg):
+    if done is not None and same_settings(done["compress"], cfg):
         return done
     data = data or prepare_data(recipe, progress)
     test = _test_split(recipe, data)
@@ -68,11 +69,13 @@ def compress_run(run_dir: str, recipe: Recipe | None = None, *, progress: bool =
         fit_dsnn(model, cfg.dsnn, train_dataset(recipe, data, recipe.schedule.epochs), epochs=cfg.epochs,
                  optimizer=fine_tune_optimizer(recipe, cfg.learning_rate, steps),
                  loss=loss_for(recipe, len(data.labels)), validation=validation_dataset(recipe, data),
-                 seed=recipe.seed, callbacks=bar)
+                 seed=recipe.seed, callbacks=bar, depthwise=cfg.dsnn.depthwise)
         batches = [x for x, _ in train_dataset(recipe, data, recipe.schedule.epochs).take(BN_CALIBRATION_BATCHES)]
-        stats = {level: level_bn_statistics(model, level, batches) for level in cfg.dsnn.levels}
+        stats = {level: level_bn_statistics(model, level, batches, depthwise=cfg.dsnn.depthwise)
+                 for level in cfg.dsnn.levels}
         write_bn_stats(run_dir, stats)
-        summary["levels"] = {f"{level:g}": keras_accuracy(set_sparsity(model, level, bn_stats=stats[level]), *test)
+        summary["levels"] = {f"{level:g}": keras_accuracy(set_sparsity(model, level, depthwise=cfg.dsnn.depthwise,
+                                                                       bn_stats=stats[level]), *test)
                              for level in cfg.dsnn.levels}
         stages["dsnn_dense"] = summary["levels"][f"{cfg.dsnn.levels[0]:g}"]
     if cfg.qat is not None:
@@ -86,6 +89,14 @@ def compress_run(run_dir: str, recipe: Recipe | None = None, *, progress: bool =
     summary["accuracy"] = stages
     atomic_write_json(os.path.join(run_dir, rundir.COMPRESS_SUMMARY), summary)
     return summary
+
+
+def same_settings(recorded: dict, cfg: CompressConfig) -> bool:
+    """Whether a finished stage ran with `cfg`, judged on what the method reads: a DSNN setting added or changed
+    leaves a finished pruning or QAT stage valid, and the other way round."""
+    def used(settings: dict) -> dict:
+        return {k: v for k, v in settings.items() if k not in METHODS or k == settings["method"]}
+    return used(recorded) == used(to_dict(cfg))
 
 
 def read_summary(run_dir: str) -> dict | None:
@@ -103,7 +114,7 @@ def compressed_summary(run_dir: str, recipe: Recipe) -> dict | None:
     if not recipe.compress.active:
         return None
     done = read_summary(run_dir)
-    if done is None or done["compress"] != to_dict(recipe.compress):
+    if done is None or not same_settings(done["compress"], recipe.compress):
         raise RunDirError(f"{run_dir}: the recipe's compression stage has not run with its current settings; run "
                           "`kws-zoo train` on the recipe again (training is kept, only the stage runs)")
     return done
@@ -119,7 +130,7 @@ def deployed_model(run_dir: str, summary: dict, compressed: keras.Model) -> kera
     """What export converts to the device's int8: the QAT or pruned model as the stage left it, or a DSNN run's
     densest level (its other levels: dsnn_level)."""
     if summary["compress"]["method"] == "dsnn":
-        return dsnn_level(compressed, run_dir, summary["compress"]["dsnn"]["levels"][0])
+        return dsnn_level(compressed, run_dir, summary, summary["compress"]["dsnn"]["levels"][0])
     return compressed
 
 
@@ -134,9 +145,10 @@ def deployed_float(run_dir: str, recipe: Recipe) -> keras.Model | None:
     return strip_qat(model) if summary["compress"]["qat"] is not None else model
 
 
-def dsnn_level(model: keras.Model, run_dir: str, level: float) -> keras.Model:
+def dsnn_level(model: keras.Model, run_dir: str, summary: dict, level: float) -> keras.Model:
     """A DSNN run's model at `level`: its masks, its BN statistics, BN folded (the form export converts)."""
-    return reparameterize(set_sparsity(model, level, bn_stats=read_bn_stats(run_dir)[float(level)]))
+    return reparameterize(set_sparsity(model, level, depthwise=summary["compress"]["dsnn"]["depthwise"],
+                                       bn_stats=read_bn_stats(run_dir)[float(level)]))
 
 
 def write_bn_stats(run_dir: str, stats: dict[float, dict[str, tuple]]) -> None:

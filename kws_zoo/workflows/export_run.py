@@ -6,6 +6,7 @@ corpus): float Keras, int8 on LiteRT and int8 on the real TFLite Micro interpret
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 
 import numpy as np
@@ -85,9 +86,9 @@ def export_run(run_dir: str, out_dir: str | None = None, progress: bool = True, 
     if compressed is not None:
         card["compress"] = compression_card(summary, forms.int8_bytes, check["tflm_accuracy"], feats.test, out_dir)
         if summary["compress"]["method"] == "dsnn":
-            card["compress"]["levels"] = dsnn_levels(lambda level: dsnn_level(compressed, run_dir, level), summary,
-                                                     feats.calibration, REPRESENTATIVE_EXAMPLES, feats.test,
-                                                     feats.test_labels, out_dir)
+            level_model = functools.partial(dsnn_level, compressed, run_dir, summary)
+            card["compress"]["levels"] = dsnn_levels(level_model, summary, feats.calibration, REPRESENTATIVE_EXAMPLES,
+                                                     feats.test, feats.test_labels, out_dir)
     extra = _extra_evaluations(run.recipe, run.model, forms.int8_bytes, data.labels, check["arena_size"], out_dir,
                                progress)
     if extra:
