@@ -7,7 +7,8 @@ import pytest
 
 from kws_zoo.core.errors import RecipeError, RunDirError
 from kws_zoo.recipe import load_recipe, recipe_from_dict
-from kws_zoo.train import Checkpointer, build_model, feature_stats, make_optimizer, prepare_data, train
+from kws_zoo.train import (Checkpointer, build_model, feature_stats, holds_other_recipe, make_optimizer, prepare_data,
+                           train)
 
 from helpers import make_tone_corpus, tiny_recipe_dict
 
@@ -61,9 +62,13 @@ def test_training_learns_and_writes_its_outputs(corpus, tmp_path):
 def test_run_dir_of_another_recipe_is_refused(corpus, tmp_path):
     recipe = recipe_from_dict(tiny_recipe_dict(corpus, epochs=1))
     train(recipe, str(tmp_path / "run"), progress=False, stop_after_epoch=0)
-    other = recipe_from_dict(tiny_recipe_dict(corpus, name="other", epochs=1))
+    other = tiny_recipe_dict(corpus, name="other", epochs=1)
+    other["model_overrides"] = {**other["model_overrides"], "filters": 8}
     with pytest.raises(RunDirError, match="different recipe"):
-        train(other, str(tmp_path / "run"), progress=False)
+        train(recipe_from_dict(other), str(tmp_path / "run"), progress=False)
+    # Name and compress section aside the training is the same: a compress variant may continue this run.
+    variant = {**tiny_recipe_dict(corpus, name="variant", epochs=1), "compress": {"qat": {"weight_bits": 4}}}
+    assert not holds_other_recipe(str(tmp_path / "run"), recipe_from_dict(variant))
 
 
 def test_bad_recipes_name_the_problem(tmp_path):
