@@ -3,7 +3,9 @@ record for the `kws_zoo.json` that sits beside every model form (labels, fronten
 
     RUN_DIR/            recipe.json  kws_zoo.json  labels.txt  model.keras  checkpoint.json  train_summary.json
                         best.weights.h5  ckpt-epochNNNN/  tensorboard/
+                        model_compressed.keras  compress_summary.json  dsnn_bn_stats.npz   (a compress section)
       export/           kws_zoo.json  recipe.json  model_int8.tflite  model_float.tflite  model_inference.keras
+                        model_int8_lut.tflite  model_int8_sparsityNN.tflite   (compressed runs)
                         model_card.json/.md  report_tflm_int8.json  confusion_tflm_int8.png  <name>_model.cc/.h
                         confusion_<extra eval kind>_tflm_int8.png
       stream/           kws_zoo.json  model_window_int8.tflite  model_stream_{external,internal}_int8.tflite
