@@ -130,7 +130,7 @@ def deployed_model(run_dir: str, summary: dict, compressed: keras.Model) -> kera
     """What export converts to the device's int8: the QAT or pruned model as the stage left it, or a DSNN run's
     densest level (its other levels: dsnn_level)."""
     if summary["compress"]["method"] == "dsnn":
-        return dsnn_level(compressed, run_dir, summary, summary["compress"]["dsnn"]["levels"][0])
+        return dsnn_level(compressed, summary, read_bn_stats(run_dir), summary["compress"]["dsnn"]["levels"][0])
     return compressed
 
 
@@ -145,10 +145,11 @@ def deployed_float(run_dir: str, recipe: Recipe) -> keras.Model | None:
     return strip_qat(model) if summary["compress"]["qat"] is not None else model
 
 
-def dsnn_level(model: keras.Model, run_dir: str, summary: dict, level: float) -> keras.Model:
-    """A DSNN run's model at `level`: its masks, its BN statistics, BN folded (the form export converts)."""
+def dsnn_level(model: keras.Model, summary: dict, bn_stats: dict, level: float) -> keras.Model:
+    """A DSNN run's model at `level`: its masks, its BN statistics (bn_stats: read_bn_stats of the run), BN folded
+    (the form export converts)."""
     return reparameterize(set_sparsity(model, level, depthwise=summary["compress"]["dsnn"]["depthwise"],
-                                       bn_stats=read_bn_stats(run_dir)[float(level)]))
+                                       bn_stats=bn_stats[float(level)]))
 
 
 def write_bn_stats(run_dir: str, stats: dict[float, dict[str, tuple]]) -> None:
