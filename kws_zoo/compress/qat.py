@@ -31,8 +31,9 @@ from tensorflow_model_optimization.python.core.quantization.keras.quantize_aware
     QuantizeAwareActivation)
 
 from kws_zoo.compress.config import QatConfig
-from kws_zoo.compress.quantize_configs import (CUSTOM_OBJECTS, FUSES_RELU, IO_BITS, InputQuantizer, WeightedConfig,
-                                               WeightQuantizer, is_fusable_relu, make_config, rule_for)
+from kws_zoo.compress.quantize_configs import (CUSTOM_OBJECTS, FUSES_RELU, IO_BITS, InputQuantizer,
+                                               QuantizedNormalization, WeightedConfig, WeightQuantizer,
+                                               is_fusable_relu, make_config, rule_for)
 from kws_zoo.core.errors import ConfigError
 from kws_zoo.models.graph import inbound_refs, is_functional, rename_refs
 
@@ -145,16 +146,11 @@ def quantize_model(model: keras.Model, cfg: QatConfig = QatConfig()) -> keras.Mo
     if not is_functional(model):
         raise ConfigError(f"{getattr(model, 'name', model)}: QAT needs a functional keras.Model")
     configs = layer_configs(model, cfg)
-    readers, _ = _readers(model)
-    # An input read only by a Normalization (kws_zoo's per-bin feature normalization) gets no quantizer: the
-    # converter then quantizes the raw features by calibration (its representative data) and computes SUB and MUL
-    # in int8 up to the Normalization's own quantizer. With a quantizer on the raw input, it turns the int8 input
-    # into float and back (DEQUANTIZE, QUANTIZE) before the SUB: a float island.
-    quantized_inputs = {layer.name for layer in model.layers if isinstance(layer, keras.layers.InputLayer)
-                        and not all(isinstance(model.get_layer(r), keras.layers.Normalization)
-                                    for r in readers[layer.name])}
+    quantized_inputs = {layer.name for layer in model.layers if isinstance(layer, keras.layers.InputLayer)}
 
     def annotate(layer):  # wraps the layer itself: the annotated clone shares its (already built) weights
+        if type(layer) is keras.layers.Normalization and layer.input_mean is not None:  # constants: config makes it
+            layer = QuantizedNormalization.from_config(layer.get_config())
         return _tq.quantize_annotate_layer(layer, configs[layer.name]) if layer.name in configs else layer
 
     with qat_scope():
@@ -223,6 +219,9 @@ def strip_qat(qat_model: keras.Model) -> keras.Model:
             inner = layer.layer
             rename[layer.name] = inner.name
             entry = {**entry["config"]["layer"], "name": inner.name, "inbound_nodes": entry["inbound_nodes"]}
+            if isinstance(inner, QuantizedNormalization):
+                entry = {key: value for key, value in entry.items() if key not in ("module", "registered_name")}
+                entry["class_name"] = "Normalization"
             values[inner.name] = _stripped_weights(layer)
         entries.append({**entry, "inbound_nodes": rename_refs(entry["inbound_nodes"], rename)})
     config = {**config, "layers": entries, "output_layers": rename_refs(config["output_layers"], rename),

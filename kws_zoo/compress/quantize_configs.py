@@ -46,8 +46,8 @@ reads (kws_zoo.compress.qat.layer_configs says why). With per_channel=False ever
 What the simulation does not model (the error it leaves is measured in tests/compress/test_qat.py): the device
 rounds an average pool's mean at its input's scale; it requantizes with fixed-point multipliers that round twice, so
 a value within about 2**-7 of a half step can round the other way; a standalone BatchNormalization becomes MUL + ADD,
-whose intermediate tensor the converter calibrates; a model input read only by a feature Normalization is quantized
-by calibration too (kws_zoo.compress.qat.quantize_model says why).
+whose intermediate tensor the converter calibrates. (The feature Normalization's SUB + MUL is simulated:
+QuantizedNormalization.)
 """
 from __future__ import annotations
 
@@ -178,47 +178,86 @@ class ActivationQuantizer(_Comparable, Quantizer):
         return {"num_bits": self.num_bits, "ema_decay": self.ema_decay}
 
 
+def _range_vars(layer: L.Layer, prefix: str):
+    """(lo, hi, seen) variables of a range learned over every value training has seen."""
+    def var(suffix):
+        return layer.add_weight(f"{prefix}_{suffix}", shape=(), trainable=False,
+                                initializer=keras.initializers.Constant(0.0))
+
+    return var("min"), var("max"), var("seen")
+
+
+def _all_values_fake_quant(inputs, range_vars, training):
+    """8-bit FakeQuant of `inputs` on the range of every value training has seen (TFMOT's AllValuesQuantizer), so
+    the converter's int8 tensor never clips where training did not. `training` may be a Python or tensor bool."""
+    lo_var, hi_var, seen = range_vars
+
+    def quantize(train: bool):
+        lo, hi = tf.convert_to_tensor(lo_var), tf.convert_to_tensor(hi_var)
+        if train:
+            batch_lo = tf.stop_gradient(tf.minimum(tf.reduce_min(inputs), 0.0))
+            batch_hi = tf.stop_gradient(tf.maximum(tf.reduce_max(inputs), 0.0))
+            first = tf.equal(seen, 0.0)
+            lo = tf.where(first, batch_lo, tf.minimum(lo, batch_lo))
+            hi = tf.where(first, batch_hi, tf.maximum(hi, batch_hi))
+            with tf.control_dependencies([lo_var.assign(lo), hi_var.assign(hi), seen.assign(1.0)]):
+                lo, hi = tf.identity(lo), tf.identity(hi)
+        return tf.quantization.fake_quant_with_min_max_vars(inputs, lo, tf.maximum(hi, lo + _TINY), num_bits=8,
+                                                            narrow_range=False)
+
+    if training is None:
+        training = keras.backend.learning_phase()
+    if tf.is_tensor(training):
+        return tf.cond(tf.cast(training, tf.bool), lambda: quantize(True), lambda: quantize(False))
+    return quantize(bool(training))
+
+
 @keras.saving.register_keras_serializable(package="kws_zoo")
 class InputQuantizer(L.Layer):
-    """The model input's 8-bit quantizer, the layer kws_zoo.compress.qat puts right after each model input: the range
-    of every value training has seen (as TFMOT's AllValuesQuantizer), so int8 features never clip where training
-    did not. (TFMOT's own QuantizeLayer does not survive a .keras round trip: its build() leaves `built` unset, so
-    loading builds it twice and fails on the extra variables.)"""
+    """The model input's 8-bit quantizer, the layer kws_zoo.compress.qat puts right after each model input (range:
+    _all_values_fake_quant). (TFMOT's own QuantizeLayer does not survive a .keras round trip: its build() leaves
+    `built` unset, so loading builds it twice and fails on the extra variables.)"""
 
     def __init__(self, **kwargs):  # no arguments of its own: its range is learned
         super().__init__(**kwargs)
 
     def build(self, input_shape):
-        def var(suffix):
-            return self.add_weight(f"input_{suffix}", shape=(), trainable=False,
-                                   initializer=keras.initializers.Constant(0.0))
-
-        self.lo, self.hi, self.seen = var("min"), var("max"), var("seen")
+        self.lo, self.hi, self.seen = _range_vars(self, "input")
         super().build(input_shape)
 
     def call(self, inputs, training=None):
-        if training is None:
-            training = keras.backend.learning_phase()
-        if tf.is_tensor(training):
-            return tf.cond(tf.cast(training, tf.bool), lambda: self._quantize(inputs, True),
-                           lambda: self._quantize(inputs, False))
-        return self._quantize(inputs, bool(training))
-
-    def _quantize(self, inputs, training: bool):
-        lo, hi = tf.convert_to_tensor(self.lo), tf.convert_to_tensor(self.hi)
-        if training:
-            batch_lo = tf.stop_gradient(tf.minimum(tf.reduce_min(inputs), 0.0))
-            batch_hi = tf.stop_gradient(tf.maximum(tf.reduce_max(inputs), 0.0))
-            first = tf.equal(self.seen, 0.0)
-            lo = tf.where(first, batch_lo, tf.minimum(lo, batch_lo))
-            hi = tf.where(first, batch_hi, tf.maximum(hi, batch_hi))
-            with tf.control_dependencies([self.lo.assign(lo), self.hi.assign(hi), self.seen.assign(1.0)]):
-                lo, hi = tf.identity(lo), tf.identity(hi)
-        return tf.quantization.fake_quant_with_min_max_vars(inputs, lo, tf.maximum(hi, lo + _TINY), num_bits=8,
-                                                            narrow_range=False)
+        return _all_values_fake_quant(inputs, (self.lo, self.hi, self.seen), training)
 
     def compute_output_shape(self, input_shape):
         return input_shape
+
+
+@keras.saving.register_keras_serializable(package="kws_zoo")
+class QuantizedNormalization(L.Normalization):
+    """The feature Normalization as the int8 device computes it: TFLite lowers (x - mean) / std to SUB then MUL by
+    1/std, the two constants int8 per tensor, with an int8 tensor between the ops whose range the converter would
+    otherwise calibrate unseen by QAT (measured on MatchboxNet: it and the input were the only tensors that moved
+    with the representative set). Here all three are quantized in training too (the SUB output's range:
+    _all_values_fake_quant); the layer's output quantizer is its QAT config's.
+    kws_zoo.compress.qat swaps it in for Normalization and back (strip_qat)."""
+
+    def build(self, input_shape):
+        if self.invert:
+            raise ValueError(f"{self.name}: QAT of an inverting Normalization is not supported")
+        super().build(input_shape)
+        self.centred_range = _range_vars(self, "centred")
+
+    def call(self, inputs, training=None):
+        # The two constants are int8 tensors on the device too (per tensor, their range widened to hold 0).
+        mean = _constant_fake_quant(self.mean)
+        inverse_std = _constant_fake_quant(1.0 / tf.maximum(tf.sqrt(self.variance), keras.backend.epsilon()))
+        centred = tf.cast(self._standardize_inputs(inputs), self.compute_dtype) - mean
+        return _all_values_fake_quant(centred, self.centred_range, training) * inverse_std
+
+
+def _constant_fake_quant(values):
+    return tf.quantization.fake_quant_with_min_max_vars(values, tf.minimum(tf.reduce_min(values), 0.0),
+                                                        tf.maximum(tf.reduce_max(values), 0.0), num_bits=8)
 
 
 @keras.saving.register_keras_serializable(package="kws_zoo")
@@ -375,5 +414,5 @@ def make_config(rule: Rule, *, weight_bits: int, activation_bits: int, quantize_
 
 
 # Every class a saved QAT model of kws_zoo may name (kws_zoo.compress.qat.qat_scope).
-CUSTOM_OBJECTS = {cls.__name__: cls for cls in (WeightQuantizer, ActivationQuantizer, InputQuantizer, WeightedConfig,
-                                                 OutputConfig, PassConfig)}
+CUSTOM_OBJECTS = {cls.__name__: cls for cls in (WeightQuantizer, ActivationQuantizer, InputQuantizer,
+                                                 QuantizedNormalization, WeightedConfig, OutputConfig, PassConfig)}

@@ -263,9 +263,8 @@ def _layer_of(tensor: str) -> str:
 
 
 def _flash(entry: dict) -> str:
-    sizes = [entry["flash_bytes"], entry["flash_bytes_no_names"], entry["flash_bytes_lut"]]
-    note = f"arena {entry['arena_bytes_lut']:,}" if "arena_bytes_lut" in entry else entry["lut_note"]
-    return " / ".join(f"{b:,}" for b in sizes) + f" bytes ({note})"
+    sizes = [entry["flash_bytes"], entry["flash_bytes_trimmed"], entry["flash_bytes_lut"]]
+    return " / ".join(f"{b:,}" for b in sizes) + f" bytes ({entry['lut_note']}; arena {entry['arena_bytes_lut']:,} B)"
 
 
 def _compression_rows(entry: dict | None) -> list[tuple[str, str]]:
@@ -280,7 +279,7 @@ def _compression_rows(entry: dict | None) -> list[tuple[str, str]]:
             ("sparsity per layer (int8 .tflite)", ", ".join(
                 f"{_layer_of(name)} {v:.1%}" for name, v in entry["sparsity"]["per_tensor"].items() if v >= 0.05)
              or "none"),
-            ("flash int8 / without names / LUT-compressed", _flash(entry))]
+            ("flash int8 / trimmed for TFLM / LUT + trimmed", _flash(entry))]
     for level, row in entry.get("levels", {}).items():
         rows.append((f"sparsity level {level}", f"TFLM int8 {row['tflm_int8']:.2%}, flash {row['flash_bytes']:,} B, "
                                                 f"arena {row['arena_bytes']:,} B"))

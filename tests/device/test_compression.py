@@ -12,7 +12,7 @@ import pytest
 from kws_zoo.core.compat import keras
 from kws_zoo.core.errors import ConfigError, DeviceError
 from kws_zoo.device.compression import (DECODE_OP, PER_CHANNEL, PER_TENSOR, decode_op_count, distinct_per_channel,
-                                        index_bits, lut_compress, lut_stored_bytes, strip_tensor_names, verify_lut)
+                                        index_bits, lut_compress, lut_stored_bytes, trim_for_tflm, verify_lut)
 from kws_zoo.device.flatbuffer import op_name, read_tflite, tflite_ops
 from kws_zoo.device.op_resolver import op_resolver_source
 from kws_zoo.export.tflite import to_tflite_int8
@@ -109,14 +109,20 @@ def test_16_levels_compress_at_4_bits_and_run_bit_identical(low_bit):
     assert "resolver.AddDecode()" in header and f"lut_op_count = {len(set(tflite_ops(packed)))};" in header
 
 
-def test_stripping_tensor_names_keeps_the_model_bit_identical(low_bit):
+def _zero_point_counts(model_bytes: bytes) -> list[int]:
+    sub = read_tflite(model_bytes).Subgraphs(0)
+    return [q.ZeroPointLength() for q in (sub.Tensors(i).Quantization() for i in range(sub.TensorsLength())) if q]
+
+
+def test_trimming_for_tflm_drops_names_and_repeated_zero_points_bit_identically(low_bit):
     packed, _ = lut_compress(low_bit)
     for model in (low_bit, packed):
-        stripped = strip_tensor_names(model)
-        sub = read_tflite(stripped).Subgraphs(0)
+        trimmed = trim_for_tflm(model)
+        sub = read_tflite(trimmed).Subgraphs(0)
         assert all(not sub.Tensors(i).Name() for i in range(sub.TensorsLength()))
-        assert len(stripped) < len(model) and tflite_ops(stripped) == tflite_ops(model)
-        assert verify_lut(model, stripped, _features(8, 3))["identical"]
+        assert max(_zero_point_counts(model)) > 1 and max(_zero_point_counts(trimmed)) == 1  # per-channel weights
+        assert len(trimmed) < len(model) and tflite_ops(trimmed) == tflite_ops(model)
+        assert verify_lut(model, trimmed, _features(8, 3))["identical"]
 
 
 def test_verify_lut_raises_when_outputs_differ(low_bit):

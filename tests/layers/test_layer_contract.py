@@ -16,7 +16,7 @@ import pytest
 import kws_zoo
 from kws_zoo.compress.pruning import PruneLowMagnitude
 from kws_zoo.compress.qat import QuantizeWrapperV2, qat_scope
-from kws_zoo.compress.quantize_configs import InputQuantizer, make_config, rule_for
+from kws_zoo.compress.quantize_configs import InputQuantizer, QuantizedNormalization, make_config, rule_for
 from kws_zoo.core.compat import keras
 from kws_zoo.layers.rep_conv import RepConv2D
 from kws_zoo.layers.sinc_conv import SincConv
@@ -94,6 +94,10 @@ CASES = [
               dict(layer=keras.layers.DepthwiseConv2D(3, padding="same", name="dw"), block_size=(1, 4)), (6, 8, 4)),
     # The QAT input quantizer (compress stage): a fake quantizer over the range training has seen.
     LayerCase("input_quantizer", InputQuantizer, dict(name="inq"), (6, 8, 4),
+              not_applicable={"int8": QAT_INPUT_NOT_INT8}),
+    # The QAT feature normalization: its SUB output quantized over the range training has seen.
+    LayerCase("quantized_normalization", QuantizedNormalization,
+              dict(axis=-1, mean=[0.5, -1.0, 2.0, 0.0], variance=[1.0, 4.0, 0.25, 2.0], name="qnorm"), (6, 8, 4),
               not_applicable={"int8": QAT_INPUT_NOT_INT8}),
     LayerCase("quantize_wrapper_conv", QuantizeWrapperV2,
               dict(layer=keras.layers.Conv2D(4, 3, padding="same", name="conv"),

@@ -54,7 +54,9 @@ def test_export_deploys_the_pruned_qat_model(run):
         sparsity = weight_sparsity(f.read())
     pruned = [v for v in sparsity.values() if v > 0.1]
     assert pruned and all(abs(v - 0.5) <= 0.01 for v in pruned), sparsity  # the requested 50%, on the device
-    assert entry["flash_bytes"] == card["flash_bytes"] and entry["flash_bytes_lut"] <= entry["flash_bytes"]
+    assert entry["flash_bytes"] == card["flash_bytes"]
+    assert entry["flash_bytes_lut"] <= entry["flash_bytes_trimmed"] < entry["flash_bytes"]
+    assert (run_dir / rundir.EXPORT_DIR / rundir.TFLITE_INT8_LUT).stat().st_size == entry["flash_bytes_lut"]
     # The card still has every field of an uncompressed export.
     assert {"accuracy", "arena_bytes", "flash_bytes", "ops", "files"} <= set(card)
 
