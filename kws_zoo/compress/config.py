@@ -56,6 +56,9 @@ class DsnnConfig:
     # TFMOT's polynomial decay); masks cut suddenly at 75-90% leave too little to recover from. 0: no ramp.
     ramp_fraction: float = 0.5
     depthwise: bool = False          # as pruning: depthwise kernels stay dense (PruneConfig.depthwise says why)
+    # Inplace distillation (as slimmable networks): every sparse level learns the dense level's predictions of the
+    # same batch instead of the labels; the dense level learns the labels.
+    distill: bool = False
 
     def __post_init__(self):
         if len(self.levels) < 2 or list(self.levels) != sorted(set(self.levels)):

@@ -15,7 +15,8 @@ Training (`fit_dsnn`). Each step visits DsnnConfig.levels_per_step levels: the d
 and levels_per_step - 2 others drawn at random without replacement (slimmable networks' "sandwich rule"). Each
 level runs the model with kernels w * m (the gradient reaches only that level's kept weights); the level losses are
 averaged (so a learning rate right for ordinary fine-tuning stays right) and one optimizer update moves the shared
-weights. Over the first DsnnConfig.ramp_fraction of the steps every level's sparsity grows from 0 to its own (cubic,
+weights. With DsnnConfig.distill, the sparse levels learn the dense level's predictions on the same batch instead
+of the labels (inplace distillation, as slimmable networks; their training `loss_<level>` is then that soft loss). Over the first DsnnConfig.ramp_fraction of the steps every level's sparsity grows from 0 to its own (cubic,
 as TFMOT's polynomial schedule; still prefixes of one ranking, so nested); evaluation always uses the final levels.
 Masks are recomputed from the dense weights at the start of every epoch (or every `mask_update_steps` steps),
 before every evaluation, and once more when training ends, so that the masks the trainer holds at the end are
@@ -177,6 +178,7 @@ class _DsnnTrainer(keras.Model):
         self.inner = model
         self.levels = tuple(float(s) for s in cfg.levels)
         self.levels_per_step = int(cfg.levels_per_step)
+        self.distill = bool(cfg.distill)
         self.seed = int(seed)
         self.layer_names = tuple(layer_names)
         self.ranks, self.keep, self.sizes = [], [], []
@@ -242,10 +244,24 @@ class _DsnnTrainer(keras.Model):
             visits += [tf.cast(others[i], tf.int32) for i in range(extra)]
         return visits
 
-    def _level_loss(self, index, x, y, sample_weight, training: bool):
+    def _level_logits(self, index, x, training: bool):
         with self._masked(index, ramp=training):
-            logits = self.inner(x, training=training)
-        return self.compiled_loss(y, logits, sample_weight)
+            return self.inner(x, training=training)
+
+    def _level_loss(self, index, x, y, sample_weight, training: bool):
+        return self.compiled_loss(y, self._level_logits(index, x, training), sample_weight)
+
+    def _training_losses(self, visits, x, y, sample_weight) -> list:
+        """Each visited level's loss: on the labels, or (distill) the sparse levels' on the dense level's
+        predictions (visits[0] is the dense level; no gradient flows into the teacher)."""
+        dense = self._level_logits(visits[0], x, True)
+        losses = [self.compiled_loss(y, dense, sample_weight)]
+        teacher = tf.stop_gradient(tf.nn.softmax(dense))
+        for index in visits[1:]:
+            logits = self._level_logits(index, x, True)
+            losses.append(_soft_loss(teacher, logits, sample_weight) if self.distill
+                          else self.compiled_loss(y, logits, sample_weight))
+        return losses
 
     def _track(self, visits, losses) -> None:
         for index, loss in zip(visits, losses):
@@ -259,7 +275,7 @@ class _DsnnTrainer(keras.Model):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         visits = self._draw_levels()
         with tf.GradientTape() as tape:
-            losses = [self._level_loss(index, x, y, sample_weight, True) for index in visits]
+            losses = self._training_losses(visits, x, y, sample_weight)
             loss = tf.add_n(losses) / len(losses)
             if self.inner.losses:
                 loss += tf.add_n(self.inner.losses)
@@ -281,6 +297,13 @@ class _DsnnTrainer(keras.Model):
     def evaluate(self, *args, **kwargs):
         self.update_masks()
         return super().evaluate(*args, **kwargs)
+
+
+def _soft_loss(teacher, logits, sample_weight):
+    loss = keras.losses.categorical_crossentropy(teacher, logits, from_logits=True)
+    if sample_weight is not None:
+        loss *= tf.cast(tf.reshape(sample_weight, tf.shape(loss)), loss.dtype)
+    return tf.reduce_mean(loss)
 
 
 class _MaskUpdates(keras.callbacks.Callback):

@@ -288,3 +288,19 @@ def test_sparsity_ramps_up_over_the_first_half_then_holds(trained):
             assert abs(int(trainer._ramped_keep(size, 3)) - (size - round(0.9 * share * size))) <= 1, step
     finally:
         trainer.optimizer.iterations.assign(saved)
+
+
+def test_distill_teaches_sparse_levels_the_dense_levels_predictions():
+    """DsnnConfig.distill: the dense level's loss is on the labels, a sparse level's on the dense level's softmax for
+    the same batch (weights frozen by a zero learning rate, so the deployed levels reproduce both)."""
+    keras.utils.set_random_seed(7)
+    model = band_model()
+    x, y = band_data(32, seed=4)
+    data = tf.data.Dataset.from_tensor_slices((x, y)).batch(32)
+    cfg = DsnnConfig(levels=LEVELS, levels_per_step=2, ramp_fraction=0.0, distill=True)
+    logs = fit_dsnn(model, cfg, data, epochs=1, optimizer=keras.optimizers.SGD(0.0), loss=LOSS).history
+    dense, sparse = (set_sparsity(model, s)(x, training=True) for s in (0.0, 0.9))
+    soft = keras.losses.categorical_crossentropy(tf.nn.softmax(dense), sparse, from_logits=True)
+    assert logs["loss_0.9"][0] == pytest.approx(float(tf.reduce_mean(soft)), rel=1e-4)
+    assert logs["loss_0"][0] == pytest.approx(float(LOSS(y, dense)), rel=1e-4)
+    assert logs["loss_0.9"][0] != pytest.approx(float(LOSS(y, sparse)), rel=1e-3)
