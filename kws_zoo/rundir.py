@@ -86,9 +86,9 @@ def read_checkpoint_state(run_dir: str | os.PathLike) -> dict | None:
         return json.load(f)
 
 
-def extra_confusion_file(kind: str) -> str:
-    """Confusion matrix PNG of TFLM int8 on an extra evaluation set of this data kind (e.g. 'fsdd')."""
-    return f"confusion_{kind}_tflm_int8.png"
+def extra_confusion_file(name: str) -> str:
+    """Confusion matrix PNG of TFLM int8 on an extra evaluation set (DataConfig.display_name, e.g. 'fsdd')."""
+    return f"confusion_{name}_tflm_int8.png"
 
 
 def c_array_name(run_name: str) -> str:

@@ -8,8 +8,9 @@ from kws_zoo.data.base import DataConfig, Example, KwsData
 from kws_zoo.data.folder import load_folder
 from kws_zoo.data.fsdd import load_fsdd
 from kws_zoo.data.gsc import load_gsc
+from kws_zoo.data.testset import load_testset
 
-_READERS = {"gsc": load_gsc, "folder": load_folder, "fsdd": load_fsdd}
+_READERS = {"gsc": load_gsc, "folder": load_folder, "fsdd": load_fsdd, "testset": load_testset}
 
 
 def load_dataset(cfg: DataConfig) -> KwsData:

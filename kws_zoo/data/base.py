@@ -18,7 +18,7 @@ from kws_zoo.data.synthetic.defaults import default_corpus_dir
 
 SILENCE = "_silence_"
 UNKNOWN = "_unknown_"
-KINDS = ("gsc", "folder", "fsdd")
+KINDS = ("gsc", "folder", "fsdd", "testset")
 PROTOCOLS = ("12", "35", "all")
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -119,8 +119,19 @@ class DataConfig:
     def to_dict(self) -> dict[str, Any]:
         return to_dict(self)
 
+    @property
+    def display_name(self) -> str:
+        """How reports and model cards name this dataset: its folder's name when a path is given
+        ('gsc_v2_test_dev'), else its kind ('fsdd')."""
+        return Path(self.path).name if self.path else self.kind
+
     def resolved_path(self) -> Path:
-        return Path(self.path) if self.path else default_path(self.kind)
+        """The path given (a relative one that does not exist from here is taken from the repository root, so a
+        recipe's `../shared/...` works from any directory), else the kind's default."""
+        if not self.path:
+            return default_path(self.kind)
+        path = Path(self.path)
+        return REPO_ROOT / path if not path.is_absolute() and not path.exists() else path
 
 
 def default_path(kind: str) -> Path:

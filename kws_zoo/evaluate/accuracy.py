@@ -10,6 +10,7 @@ from kws_zoo.core.errors import DataError
 from kws_zoo.data import load_dataset
 from kws_zoo.data.base import DataConfig
 from kws_zoo.data.pipeline import drop_bad, load_background, load_waveforms
+from kws_zoo.data.testset import is_testset_root
 from kws_zoo.evaluate.plots import plot_confusion
 from kws_zoo.evaluate.predictor import load_predictor
 from kws_zoo.recipe import load_recipe
@@ -58,6 +59,20 @@ def format_report(report: dict) -> str:
              f"{'label':>12} {'precision':>9} {'recall':>7} {'support':>7}"]
     for name, row in report["per_class"].items():
         lines.append(f"{name:>12} {row['precision']:9.3f} {row['recall']:7.3f} {row['support']:7d}")
+    return "\n".join(lines + ["", format_confusion(report)])
+
+
+def format_confusion(report: dict) -> str:
+    """The confusion matrix as text: rows are the true labels, columns the predictions (the data's labels, then
+    'other' for a model label the data does not have, when any)."""
+    labels, rows = report["labels"], [list(r) for r in report["confusion"]]
+    outside = report.get("predicted_outside_labels")
+    names = [*labels, "other"] if outside else list(labels)
+    if outside:
+        rows = [r + [o] for r, o in zip(rows, outside)]
+    width = max(5, *(len(n) for n in names))
+    lines = ["confusion (rows true, columns predicted)", " " * width + "".join(f" {n:>{width}}" for n in names)]
+    lines += [f"{name:>{width}}" + "".join(f" {v:{width}d}" for v in row) for name, row in zip(labels, rows)]
     return "\n".join(lines)
 
 
@@ -90,7 +105,9 @@ def evaluate_arrays(cfg, clip_samples: int, split: str = "test", progress: bool 
 
 
 def _data_config(data: str, model_path: str, labels):
-    """--data value -> DataConfig: 'recipe' (the run's own data), 'fsdd', or a dataset directory."""
+    """--data value -> DataConfig: 'recipe' (the run's own data), 'fsdd', or a dataset directory: a labelled test
+    set (`_silence_/` or `_unknown_/` among its folders: every folder a label, every file scored), a Speech Commands
+    root with its lists, or a folder per label (split by speaker hash)."""
     if data == "fsdd":
         return DataConfig(kind="fsdd")
     if data == "recipe":
@@ -101,6 +118,8 @@ def _data_config(data: str, model_path: str, labels):
         return load_recipe(recipe).data
     if not os.path.isdir(data):
         raise DataError(f"{data}: --data must be 'recipe', 'fsdd' or a dataset directory")
+    if is_testset_root(data):
+        return DataConfig(kind="testset", path=data)
     keywords = tuple(name for name in labels if not name.startswith("_"))
     if any(os.path.exists(os.path.join(data, f)) for f in ("testing_list.txt", "validation_list.txt")):
         return DataConfig(kind="gsc", path=data, words=keywords)

@@ -28,7 +28,7 @@ COLUMNS = ("name", "model", "family", "frontend", "params", "inference_params", 
            "instructions_per_invoke", "accuracy_float", "accuracy_tflm_int8", "test_examples", "fsdd_float",
            "fsdd_tflm_int8", "fsdd_float_closed_set", "fsdd_tflm_int8_closed_set", "fsdd_examples", "epochs",
            "train_seconds", "compression", "accuracy_pruned", "accuracy_qat", "sparsity", "flash_bytes_lut",
-           "levels", "run_dir")
+           "levels", "extra_tflm_int8", "run_dir")
 # Model card fields copied into a row; a card from an older export_run without them is re-exported.
 CARD_KEYS = ("params", "inference_params", "trainable_params", "macs", "multiplications_avoided", "flash_bytes",
              "arena_bytes", "tflm_invoke_ms_host", "test_examples", "accuracy")
@@ -50,7 +50,7 @@ def _fresh_card(run_dir: str, recipe: Recipe, callgrind: bool) -> dict | None:
     with open(path) as f:
         card = json.load(f)
     wanted = CARD_KEYS + (("instructions_per_invoke",) if callgrind else ())
-    extra = {cfg.kind for cfg in recipe.extra_eval}
+    extra = {cfg.display_name for cfg in recipe.extra_eval}
     if recipe.compress.active:
         wanted += ("compress",)
     return card if all(k in card for k in wanted) and extra <= set(card.get("extra_eval", {})) else None
@@ -78,6 +78,7 @@ def make_row(recipe: Recipe, run_dir: str, card: dict) -> dict:
         "fsdd_tflm_int8_closed_set": fsdd.get("tflm_int8_closed_set"), "fsdd_examples": fsdd.get("examples"),
         "epochs": len(history), "train_seconds": round(sum(h["seconds"] for h in history), 1),
         **compression_columns(card.get("compress")), "run_dir": run_dir,
+        "extra_tflm_int8": {name: r["tflm_int8"] for name, r in card.get("extra_eval", {}).items()},
     }
     return {k: row[k] for k in COLUMNS}
 
@@ -179,6 +180,12 @@ def _fsdd(row: dict, runtime: str) -> str:
     return _pct(row[f"fsdd_{runtime}"]) + (f" [{_pct(closed)}]" if closed is not None else "")
 
 
+def _extra_columns(rows: list[dict]) -> list:
+    """A TFLM int8 accuracy column for each extra evaluation set but FSDD (which has its own), e.g. real speech."""
+    names = sorted({name for r in rows for name in r.get("extra_tflm_int8") or {} if name != "fsdd"})
+    return [(f"{name} TFLM int8", lambda r, n=name: _pct((r.get("extra_tflm_int8") or {}).get(n))) for name in names]
+
+
 def markdown_table(rows: list[dict]) -> str:
     """One line per row. The callgrind column appears only when some row was measured with it."""
     with_instr = any(r["instructions_per_invoke"] is not None for r in rows)
@@ -195,6 +202,7 @@ def markdown_table(rows: list[dict]) -> str:
              ("test acc TFLM int8", lambda r: _pct(r["accuracy_tflm_int8"])),
              ("FSDD float [closed]", lambda r: _fsdd(r, "float")),
              ("FSDD TFLM int8 [closed]", lambda r: _fsdd(r, "tflm_int8")),
+             *_extra_columns(rows),
              ("epochs", lambda r: str(r["epochs"])), ("train s", lambda r: f"{r['train_seconds']:.0f}")]
     if any(r["compression"] for r in rows):
         cols += [("compression", lambda r: r["compression"] or "–"),

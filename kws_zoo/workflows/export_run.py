@@ -217,10 +217,11 @@ def _extra_evaluations(recipe, model, int8_bytes, labels, arena_size, out_dir, p
             if "closed_set_accuracy" in report:
                 row[f"{runtime}_closed_set"] = report["closed_set_accuracy"]
             if runtime == "tflm_int8":
-                plot_confusion(report, os.path.join(out_dir, rundir.extra_confusion_file(cfg.kind)),
-                               f"{recipe.name} on {cfg.kind}: TFLM int8, accuracy {report['accuracy']:.1%}")
+                row["tflm_int8_recall"] = {name: c["recall"] for name, c in report["per_class"].items()}
+                plot_confusion(report, os.path.join(out_dir, rundir.extra_confusion_file(cfg.display_name)),
+                               f"{recipe.name} on {cfg.display_name}: TFLM int8, accuracy {report['accuracy']:.1%}")
         row["examples"] = int(len(targets))
-        results[cfg.kind] = row
+        results[cfg.display_name] = row
     return results
 
 

@@ -1,0 +1,84 @@
+"""A labelled test set in the canonical Speech Commands test layout (`_silence_/`, `_unknown_/` and word folders as
+labels): read as data, scored over every file by `kws-zoo evaluate --data DIR`, named in reports by its folder."""
+import numpy as np
+import pytest
+import soundfile as sf
+
+from kws_zoo import rundir
+from kws_zoo.core.compat import keras
+from kws_zoo.core.errors import DataError
+from kws_zoo.data import DataConfig, load_dataset
+from kws_zoo.data.base import SILENCE, UNKNOWN
+from kws_zoo.data.frontends import FrontendConfig
+from kws_zoo.data.gsc import KEYWORDS_12
+from kws_zoo.data.pipeline import features_for
+from kws_zoo.evaluate.accuracy import evaluate_model
+
+from helpers import run_cli as kws
+
+FILES = {SILENCE: ["noise_a.wav", "noise_b.wav"], UNKNOWN: ["bed_spk07_nohash_0.wav", "cat_spk01_nohash_1.wav"],
+         "yes": ["spk01_nohash_0.wav", "spk02_nohash_0.wav", "spk07_nohash_3.wav"], "no": ["spk02_nohash_1.wav"]}
+LABELS = (SILENCE, UNKNOWN, *KEYWORDS_12)
+FRONTEND = FrontendConfig(kind="mfcc", hop_ms=20, num_mfcc=10, fmax=4000)
+
+
+@pytest.fixture(scope="module")
+def testset(tmp_path_factory):
+    root = tmp_path_factory.mktemp("gsc_test_layout")
+    rng = np.random.default_rng(0)
+    for label, names in FILES.items():
+        (root / label).mkdir()
+        for name in names:
+            sf.write(root / label / name, 0.1 * rng.standard_normal(16000), 16000, subtype="PCM_16")
+    (root / "README.md").write_text("not a label\n")
+    return root
+
+
+@pytest.fixture(scope="module")
+def always_yes(tmp_path_factory):
+    """A saved 12-label model that answers 'yes' to everything, with its kws_zoo.json: the expected scores are
+    known exactly."""
+    folder = tmp_path_factory.mktemp("always_yes")
+    shape = features_for(np.zeros((1, 16000), np.float32), FRONTEND).shape[1:]
+    inputs = keras.Input(shape)
+    yes = np.eye(len(LABELS))[LABELS.index("yes")]
+    logits = keras.layers.Dense(len(LABELS), kernel_initializer="zeros", bias_initializer=keras.initializers.Constant(yes))
+    model = keras.Model(inputs, logits(keras.layers.Flatten()(inputs)))
+    model.save(folder / "model.keras")
+    rundir.write_info(folder, rundir.ModelInfo(labels=LABELS, frontend=FRONTEND, clip_ms=1000, model="always_yes"))
+    return folder / "model.keras"
+
+
+def test_every_folder_is_a_label_and_every_file_is_scored(testset):
+    data = load_dataset(DataConfig(kind="testset", path=str(testset)))
+    assert data.labels == (SILENCE, UNKNOWN, "no", "yes")
+    assert not data.splits["train"] and not data.splits["validation"]
+    test = data.splits["test"]
+    assert sorted((data.labels[e.label], e.path.rsplit("/", 1)[1]) for e in test) == sorted(
+        (label, name) for label, names in FILES.items() for name in names)
+    speakers = {e.path.rsplit("/", 1)[1]: e.speaker for e in test}
+    assert speakers["bed_spk07_nohash_0.wav"] == speakers["spk07_nohash_3.wav"] == "spk07"  # word prefix dropped
+    assert DataConfig(kind="testset", path=str(testset)).display_name == testset.name
+
+
+def test_evaluate_detects_the_layout_and_scores_all_files(testset, always_yes):
+    report = evaluate_model(str(always_yes), data=str(testset), progress=False)
+    n = sum(len(v) for v in FILES.values())
+    assert report["data"]["kind"] == "testset" and report["examples"] == n
+    assert report["accuracy"] == pytest.approx(len(FILES["yes"]) / n)
+    assert report["per_class"]["yes"]["recall"] == 1.0 and report["per_class"][SILENCE]["recall"] == 0.0
+    assert np.asarray(report["confusion"]).sum() == n
+
+
+def test_cli_prints_accuracy_recall_and_confusion(testset, always_yes):
+    out = kws("evaluate", always_yes, "--data", testset).stdout
+    assert out.startswith("accuracy 37.50% (8 examples)")
+    assert "confusion (rows true, columns predicted)" in out and "_unknown_" in out and "recall" in out
+
+
+def test_a_testset_without_label_folders_is_a_clear_error(tmp_path):
+    (tmp_path / "_silence_").mkdir()
+    with pytest.raises(DataError, match="no label folders"):
+        load_dataset(DataConfig(kind="testset", path=str(tmp_path)))
+    with pytest.raises(DataError, match="not found"):
+        load_dataset(DataConfig(kind="testset", path=str(tmp_path / "missing")))
