@@ -23,7 +23,7 @@ from kws_zoo.core.files import atomic_save_keras, atomic_write_json, atomic_writ
 from kws_zoo.data import load_dataset
 from kws_zoo.data.pipeline import drop_bad, features_for, load_background, load_waveforms, make_dataset
 from kws_zoo.models import create_model
-from kws_zoo.recipe import Recipe, load_recipe, save_recipe
+from kws_zoo.recipe import Recipe, load_recipe, recipe_from_dict, save_recipe
 from kws_zoo.rundir import ModelInfo, write_info
 
 
@@ -177,9 +177,15 @@ def holds_other_recipe(run_dir: str, recipe: Recipe) -> bool:
 
 
 def training_key(recipe_dict: dict) -> str:
-    """What decides the trained weights: the recipe without its name and its compress section, as JSON text
-    (compare parsed: a recipe.json written by another version may spell 0.0 as 0)."""
-    return json.dumps({k: v for k, v in recipe_dict.items() if k not in ("name", "compress")}, sort_keys=True)
+    """What decides the trained weights, as JSON text: the recipe with every default filled in (a recipe.json
+    written before a field existed reads as that field's default), without its name, its compress section and its
+    extra evaluation sets (compare parsed: a recipe.json written by another version may spell 0.0 as 0)."""
+    try:
+        recipe_dict = recipe_from_dict(recipe_dict).to_dict()
+    except RecipeError:
+        pass  # compared as written; a recipe this version cannot read trains another model
+    return json.dumps({k: v for k, v in recipe_dict.items() if k not in ("name", "compress", "extra_eval")},
+                      sort_keys=True)
 
 
 def training_finished(run_dir: str, recipe: Recipe) -> bool:

@@ -67,8 +67,17 @@ def test_run_dir_of_another_recipe_is_refused(corpus, tmp_path):
     with pytest.raises(RunDirError, match="different recipe"):
         train(recipe_from_dict(other), str(tmp_path / "run"), progress=False)
     # Name and compress section aside the training is the same: a compress variant may continue this run.
-    variant = {**tiny_recipe_dict(corpus, name="variant", epochs=1), "compress": {"qat": {"weight_bits": 4}}}
+    variant = {**tiny_recipe_dict(corpus, name="variant", epochs=1), "compress": {"qat": {"weight_bits": 4}},
+               "extra_eval": [{"kind": "fsdd"}]}  # nor do extra evaluation sets change the training
     assert not holds_other_recipe(str(tmp_path / "run"), recipe_from_dict(variant))
+    # A recipe.json written before a field existed reads as that field's default: the same training.
+    saved = json.loads((tmp_path / "run" / "recipe.json").read_text())
+    del saved["data"]["unknown_dirs"], saved["data"]["background_dirs"]
+    (tmp_path / "run" / "recipe.json").write_text(json.dumps(saved))
+    assert not holds_other_recipe(str(tmp_path / "run"), recipe)
+    with_noise = tiny_recipe_dict(corpus, epochs=1)
+    with_noise["data"]["background_dirs"] = [corpus]
+    assert holds_other_recipe(str(tmp_path / "run"), recipe_from_dict(with_noise))
 
 
 def test_bad_recipes_name_the_problem(tmp_path):

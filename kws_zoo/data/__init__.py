@@ -5,6 +5,7 @@ Decoding and the tf.data pipeline live in `kws_zoo.data.pipeline`; augmentation 
 from __future__ import annotations
 
 from kws_zoo.data.base import DataConfig, Example, KwsData
+from kws_zoo.data.extras import with_extras
 from kws_zoo.data.folder import load_folder
 from kws_zoo.data.fsdd import load_fsdd
 from kws_zoo.data.gsc import load_gsc
@@ -14,8 +15,9 @@ _READERS = {"gsc": load_gsc, "folder": load_folder, "fsdd": load_fsdd, "testset"
 
 
 def load_dataset(cfg: DataConfig) -> KwsData:
-    """Lists the dataset `cfg` describes. cfg.skip_bad_files is for pipeline.load_waveforms."""
-    return _READERS[cfg.kind](cfg)  # DataConfig checked that kind is one of them
+    """Lists the dataset `cfg` describes, with its training additions (kws_zoo.data.extras). cfg.skip_bad_files
+    is for pipeline.load_waveforms."""
+    return with_extras(cfg, _READERS[cfg.kind](cfg))  # DataConfig checked that kind is one of them
 
 
 __all__ = ["DataConfig", "Example", "KwsData", "load_dataset"]

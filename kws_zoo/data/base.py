@@ -95,6 +95,11 @@ class DataConfig:
     testing_pct: float = 10
     seed: int = 0  # which unknown files are sampled
     skip_bad_files: bool = False  # for pipeline.load_waveforms: drop unreadable files instead of stopping
+    # Training additions (kws_zoo.data.extras): noise folders added to the background pool (real rooms for the
+    # silence examples and noise mixing), and folders of words that are none of the keywords, added to the
+    # training split as _unknown_ (every WAV below each folder).
+    background_dirs: tuple[str, ...] = ()
+    unknown_dirs: tuple[str, ...] = ()
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -106,6 +111,8 @@ class DataConfig:
                 raise ConfigError(f"{name} must be in [0, 100], got {getattr(self, name)}")
         if self.validation_pct + self.testing_pct >= 100:
             raise ConfigError("validation_pct + testing_pct must leave something for training")
+        for name in ("background_dirs", "unknown_dirs"):
+            object.__setattr__(self, name, tuple(str(p) for p in getattr(self, name)))
         if self.words is not None:
             words = tuple(self.words)
             object.__setattr__(self, "words", words)

@@ -17,7 +17,7 @@ from kws_zoo.core.errors import RecipeError, RunDirError
 from kws_zoo.core.files import atomic_write_json, atomic_write_text
 from kws_zoo.evaluate.plots import plot_comparison
 from kws_zoo.models import get_entry
-from kws_zoo.recipe import Recipe, load_recipe, with_epochs
+from kws_zoo.recipe import Recipe, load_recipe, save_recipe, with_epochs
 from kws_zoo.train import copy_training, holds_other_recipe, train, training_finished, training_key
 from kws_zoo.workflows.compress_run import compress_run
 from kws_zoo.workflows.export_run import export_run
@@ -133,6 +133,7 @@ def compare(recipes, out_dir: str, epochs: int | None = None, callgrind: bool = 
         if training_finished(run_dir, recipe):
             if holds_other_recipe(run_dir, recipe):
                 raise RunDirError(f"{run_dir}: holds a run of a different recipe; move it away or use another --out")
+            save_recipe(recipe, os.path.join(run_dir, rundir.RECIPE))  # same training; e.g. new extra_eval sets
             _say(progress, f"{tag}: trained already ({recipe.schedule.epochs} epochs) in {run_dir}")
         else:
             done = (rundir.read_checkpoint_state(run_dir) or {"epoch": -1})["epoch"] + 1

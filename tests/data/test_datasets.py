@@ -256,3 +256,26 @@ def test_relabel_and_summary(gsc_root):
         data.relabel(("yes", "no"))
     text = data.summary()
     assert "yes" in text and "validation" in text and "background clips: 2" in text
+
+
+def test_training_extras_add_noise_and_unknown_words_to_the_training_split_only(gsc_root, tmp_path):
+    noise, words = tmp_path / "noise", tmp_path / "unknown_words"
+    write_tone(noise / "room.wav")
+    for word in ("bed", "happy"):
+        for take in range(3):
+            write_tone(words / word / f"spk9{take}_nohash_0.wav")
+    plain = gsc(gsc_root)
+    extra = gsc(gsc_root, background_dirs=[str(noise)], unknown_dirs=[str(words)])
+    assert extra.background == plain.background + [str(noise / "room.wav")]
+    unknown = extra.labels.index(UNKNOWN)
+    added = [e for e in extra.splits["train"] if e.path.startswith(str(words))]
+    assert len(added) == 6 and {e.label for e in added} == {unknown} and len(extra.splits["train"]) == \
+        len(plain.splits["train"]) + 6
+    assert extra.splits["test"] == plain.splits["test"] and extra.splits["validation"] == plain.splits["validation"]
+    with pytest.raises(DataError, match="missing: folder not found"):
+        gsc(gsc_root, background_dirs=[str(tmp_path / "missing")])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="empty: no WAV files"):
+        gsc(gsc_root, unknown_dirs=[str(tmp_path / "empty")])
+    with pytest.raises(DataError, match="needs a _unknown_ label"):
+        gsc(gsc_root, protocol="all", unknown_dirs=[str(words)])
