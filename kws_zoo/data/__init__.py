@@ -17,7 +17,7 @@ _READERS = {"gsc": load_gsc, "folder": load_folder, "fsdd": load_fsdd, "testset"
 def load_dataset(cfg: DataConfig) -> KwsData:
     """Lists the dataset `cfg` describes, with its training additions (kws_zoo.data.extras). cfg.skip_bad_files
     is for pipeline.load_waveforms."""
-    return with_extras(cfg, _READERS[cfg.kind](cfg))  # DataConfig checked that kind is one of them
+    return with_extras(cfg, _READERS[cfg.kind](cfg), load_dataset)  # DataConfig checked the kind
 
 
 __all__ = ["DataConfig", "Example", "KwsData", "load_dataset"]

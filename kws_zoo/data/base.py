@@ -13,7 +13,7 @@ import numpy as np
 
 from kws_zoo.core.config import from_dict, to_dict
 from kws_zoo.core.errors import ConfigError, DataError
-from kws_zoo.data.splits import SPLITS, round_half_up
+from kws_zoo.data.splits import SPEAKER_HALVES, SPLITS, round_half_up
 from kws_zoo.data.synthetic.defaults import default_corpus_dir
 
 SILENCE = "_silence_"
@@ -100,6 +100,11 @@ class DataConfig:
     # training split as _unknown_ (every WAV below each folder).
     background_dirs: tuple[str, ...] = ()
     unknown_dirs: tuple[str, ...] = ()
+    # Real keyword clips added to the training split: the keyword examples (labels not starting with '_') of
+    # each dataset listed, every split of it, after its own `speakers` / `max_per_label` filters.
+    extra_train: tuple["DataConfig", ...] = ()
+    speakers: str = "all"  # all | half_a | half_b (kws_zoo.data.splits.speaker_half): one half of the speakers
+    max_per_label: int = 0  # at most this many examples per label and split, drawn with `seed` (0: all)
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -113,6 +118,11 @@ class DataConfig:
             raise ConfigError("validation_pct + testing_pct must leave something for training")
         for name in ("background_dirs", "unknown_dirs"):
             object.__setattr__(self, name, tuple(str(p) for p in getattr(self, name)))
+        object.__setattr__(self, "extra_train", tuple(self.extra_train))
+        if self.speakers not in SPEAKER_HALVES:
+            raise ConfigError(f"speakers must be one of {SPEAKER_HALVES}, got {self.speakers!r}")
+        if self.max_per_label < 0:
+            raise ConfigError(f"max_per_label must be >= 0, got {self.max_per_label}")
         if self.words is not None:
             words = tuple(self.words)
             object.__setattr__(self, "words", words)
@@ -129,8 +139,9 @@ class DataConfig:
     @property
     def display_name(self) -> str:
         """How reports and model cards name this dataset: its folder's name when a path is given
-        ('gsc_v2_test_dev'), else its kind ('fsdd')."""
-        return Path(self.path).name if self.path else self.kind
+        ('gsc_v2_test_dev'), else its kind ('fsdd'); with the half of the speakers it keeps, if one."""
+        name = Path(self.path).name if self.path else self.kind
+        return name if self.speakers == "all" else f"{name}_{self.speakers}"
 
     def resolved_path(self) -> Path:
         """The path given (a relative one that does not exist from here is taken from the repository root, so a

@@ -64,3 +64,12 @@ def fsdd_split(take: int, validation_pct: float) -> str:
     if take < FSDD_TEST_TAKES:
         return "test"
     return "validation" if take < last_validation else "train"
+
+
+SPEAKER_HALVES = ("all", "half_a", "half_b")
+
+
+def speaker_half(speaker: str) -> str:
+    """'half_a' or 'half_b': a stable, salted hash of the speaker, so a labelled test set splits into two
+    speaker-disjoint halves (one to learn a few real clips from, the other to test on)."""
+    return SPEAKER_HALVES[1 + hashlib.sha1(f"kws_zoo-half:{speaker}".encode()).digest()[0] % 2]

@@ -82,3 +82,20 @@ def test_a_testset_without_label_folders_is_a_clear_error(tmp_path):
         load_dataset(DataConfig(kind="testset", path=str(tmp_path)))
     with pytest.raises(DataError, match="not found"):
         load_dataset(DataConfig(kind="testset", path=str(tmp_path / "missing")))
+
+
+def test_speaker_halves_and_a_few_real_clips_for_training(testset):
+    """Track C's pieces: two speaker-disjoint halves that cover the set, a seeded cap per label, and extra_train
+    adding only the keyword clips (never _silence_ / _unknown_) under the main dataset's label indices."""
+    whole = load_dataset(DataConfig(kind="testset", path=str(testset))).splits["test"]
+    halves = [load_dataset(DataConfig(kind="testset", path=str(testset), speakers=h)).splits["test"]
+              for h in ("half_a", "half_b")]
+    assert sorted(e.path for h in halves for e in h) == sorted(e.path for e in whole)
+    assert not {e.speaker for e in halves[0]} & {e.speaker for e in halves[1]}
+    few = DataConfig(kind="testset", path=str(testset), max_per_label=1)
+    assert len(load_dataset(few).splits["test"]) == len(FILES)
+    main = load_dataset(DataConfig(kind="testset", path=str(testset), extra_train=[few]))
+    added = main.splits["train"]
+    assert sorted(main.labels[e.label] for e in added) == ["no", "yes"]
+    assert main.splits["test"] == whole
+    assert DataConfig(kind="testset", path=str(testset), speakers="half_b").display_name == f"{testset.name}_half_b"
