@@ -97,12 +97,16 @@ def fine_tune_optimizer(recipe: Recipe, learning_rate: float, steps: int):
 
 
 def loss_for(recipe: Recipe, num_classes: int):
-    """The training loss of `recipe`: label-smoothed cross-entropy on logits."""
+    """The training loss of `recipe`: label-smoothed cross-entropy on logits, against integer labels or soft
+    labels [B, num_classes] (mixup)."""
     smoothing = recipe.schedule.label_smoothing
 
     def loss(y_true, logits):
-        onehot = tf.one_hot(tf.cast(tf.reshape(y_true, [-1]), tf.int32), num_classes)
-        return keras.losses.categorical_crossentropy(onehot, logits, from_logits=True, label_smoothing=smoothing)
+        if y_true.shape.rank == 2 and y_true.shape[-1] == num_classes:  # soft labels (mixup)
+            target = tf.cast(y_true, logits.dtype)
+        else:
+            target = tf.one_hot(tf.cast(tf.reshape(y_true, [-1]), tf.int32), num_classes)
+        return keras.losses.categorical_crossentropy(target, logits, from_logits=True, label_smoothing=smoothing)
 
     return loss
 
@@ -111,7 +115,7 @@ def train_dataset(recipe: Recipe, data: PreparedData, epoch: int):
     """The augmented training split of one epoch (seeded by the recipe and the epoch)."""
     return make_dataset(data.waveforms["train"], data.targets["train"], frontend_cfg=recipe.frontend,
                         batch_size=recipe.schedule.batch_size, training=True, augment=recipe.augment,
-                        background=data.background, seed=recipe.seed, epoch=epoch)
+                        background=data.background, seed=recipe.seed, epoch=epoch, num_classes=len(data.labels))
 
 
 def validation_dataset(recipe: Recipe, data: PreparedData):

@@ -5,10 +5,11 @@ import os
 import numpy as np
 import pytest
 
+from kws_zoo.core.compat import tf
 from kws_zoo.core.errors import RecipeError, RunDirError
 from kws_zoo.recipe import load_recipe, recipe_from_dict
-from kws_zoo.train import (Checkpointer, build_model, feature_stats, holds_other_recipe, make_optimizer, prepare_data,
-                           train)
+from kws_zoo.train import (Checkpointer, build_model, feature_stats, holds_other_recipe, loss_for, make_optimizer,
+                           prepare_data, train)
 
 from helpers import make_tone_corpus, tiny_recipe_dict
 
@@ -93,3 +94,15 @@ def test_bad_recipes_name_the_problem(tmp_path):
         load_recipe(str(tmp_path / "missing.json"))
     with pytest.raises(RecipeError, match="frontend"):
         recipe_from_dict({"name": "x", "model": "ds_cnn", "data": {}, "frontend": {"kind": "fft"}})
+
+
+def test_the_loss_takes_integer_or_soft_labels(corpus):
+    """Soft labels [B, classes] (mixup) and integer labels give the same label-smoothed cross-entropy when the soft
+    labels are one-hot; a mix is the mix of the two losses (cross-entropy is linear in the target)."""
+    loss = loss_for(recipe_from_dict(tiny_recipe_dict(corpus)), 3)
+    logits = tf.constant([[2.0, 0.5, -1.0], [0.1, 0.2, 0.3]])
+    hard = loss(tf.constant([0, 2]), logits).numpy()
+    assert np.allclose(loss(tf.one_hot([0, 2], 3), logits).numpy(), hard)
+    mix = tf.constant([[0.7, 0.3, 0.0], [0.0, 0.4, 0.6]])
+    expected = 0.7 * hard[0] + 0.3 * loss(tf.constant([1, 1]), logits).numpy()[0]
+    assert np.isclose(loss(mix, logits).numpy()[0], expected, atol=1e-6)

@@ -39,6 +39,8 @@ class AugmentConfig:
     freq_masks: int = 2
     freq_mask_bins: int = 5
     silence_dbfs: tuple[float, float] = (-60.0, -20.0)  # RMS level of the noise in silence examples
+    # mixup (Zhang et al. 2018) of features and labels within a batch, weight ~ Beta(alpha, alpha); 0 disables.
+    mixup_alpha: float = 0.0
 
     def __post_init__(self):
         for name in ("background_prob", "speed_prob", "reverb_prob", "lowpass_prob"):
@@ -53,6 +55,8 @@ class AugmentConfig:
                     raise ConfigError(f"{f.name} must be a (low, high) pair with low <= high, got {value}")
         if self.speed_range[0] <= 0 or self.reverb_rt60_s[0] <= 0 or self.lowpass_hz[0] <= 0:
             raise ConfigError("speed_range, reverb_rt60_s and lowpass_hz must be positive")
+        if self.mixup_alpha < 0:
+            raise ConfigError(f"mixup_alpha must be >= 0, got {self.mixup_alpha}")
         if min(self.time_shift_ms, self.time_masks, self.time_mask_frames, self.freq_masks, self.freq_mask_bins) < 0:
             raise ConfigError("shift, mask counts and mask widths must be >= 0")
 
@@ -224,3 +228,20 @@ def augment_waveform(x: tf.Tensor, seed, cfg: AugmentConfig, background: tf.Tens
         x = mix_background(x, fold_in(seed, 4), background, cfg.background_prob, cfg.background_snr_db)
     x = lowpass(x, fold_in(seed, 5), cfg.lowpass_prob, cfg.lowpass_hz, sample_rate)
     return random_gain(x, fold_in(seed, 6), cfg.gain_db)
+
+
+def mixup(features: tf.Tensor, labels: tf.Tensor, seed, alpha: float, num_classes: int):
+    """(features, soft labels [B, num_classes]) of one batch: each example mixed with the example at the mirrored
+    position of the batch, its weight lam ~ Beta(alpha, alpha) (stateless, from two Gamma draws), lam >= 0.5 so the
+    example keeps the larger share."""
+    batch = tf.shape(features)[0]
+    a = tf.random.stateless_gamma([batch], fold_in(seed, 0), alpha)
+    b = tf.random.stateless_gamma([batch], fold_in(seed, 1), alpha)
+    lam = a / tf.maximum(a + b, 1e-12)
+    lam = tf.maximum(lam, 1.0 - lam)
+    onehot = tf.one_hot(labels, num_classes)
+    partner = tf.reverse(tf.range(batch), [0])
+    shape = tf.concat([[batch], tf.ones([tf.rank(features) - 1], tf.int32)], 0)
+    mixed = tf.reshape(lam, shape) * features + tf.reshape(1.0 - lam, shape) * tf.gather(features, partner)
+    soft = lam[:, None] * onehot + (1.0 - lam[:, None]) * tf.gather(onehot, partner)
+    return mixed, soft

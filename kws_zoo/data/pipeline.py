@@ -23,7 +23,7 @@ from kws_zoo.core.errors import AudioError, BadFilesError
 from kws_zoo.core.files import atomic_path, atomic_write_text
 from kws_zoo.data import audio
 from kws_zoo.data.audio import SAMPLE_RATE
-from kws_zoo.data.augment import AugmentConfig, augment_waveform, fill_silence, fold_in, spec_augment
+from kws_zoo.data.augment import AugmentConfig, augment_waveform, fill_silence, fold_in, mixup, spec_augment
 from kws_zoo.data.base import Example
 from kws_zoo.data.frontends import FrontendConfig, make_frontend
 
@@ -144,7 +144,7 @@ def _resident(array: np.ndarray) -> tf.Variable:
 
 def make_dataset(waveforms: np.ndarray, labels: np.ndarray, *, frontend_cfg: FrontendConfig, batch_size: int,
                  training: bool, augment: AugmentConfig | None = None, background: np.ndarray | None = None,
-                 seed: int = 0, epoch: int = 0) -> tf.data.Dataset:
+                 seed: int = 0, epoch: int = 0, num_classes: int | None = None) -> tf.data.Dataset:
     """Yields (features, labels int32 [B]) with features float32 [B, frames, bins], or [B, samples]
     for the "raw" frontend (the waveform itself, for models with a learned front end).
 
@@ -152,6 +152,8 @@ def make_dataset(waveforms: np.ndarray, labels: np.ndarray, *, frontend_cfg: Fro
     given, so pass None for evaluation. With `background` (from load_background), silence examples
     (all-zero clips) become background noise at a random level, in every mode, seeded like the rest.
     The arrays are treated as read-only: they are uploaded once per array object and reused.
+    With training, `augment.mixup_alpha` > 0 and `num_classes`, batches are mixed (augment.mixup) and the labels
+    are soft, float32 [B, num_classes].
     """
     waveforms = np.asarray(waveforms, np.float32)
     labels = np.asarray(labels, np.int32)
@@ -184,8 +186,14 @@ def make_dataset(waveforms: np.ndarray, labels: np.ndarray, *, frontend_cfg: Fro
 
     order = np.random.default_rng([seed, epoch]).permutation(len(labels)) if training else np.arange(len(labels))
     ds = tf.data.Dataset.from_tensor_slices(order.astype(np.int64))
-    ds = ds.map(example, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    ds = ds.map(example, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).batch(batch_size)
+    if training and augment is not None and augment.mixup_alpha > 0:
+        if num_classes is None:
+            raise ValueError("mixup needs num_classes")
+        mix_seed, alpha = fold_in(base_seed, -1), augment.mixup_alpha
+        ds = ds.enumerate().map(lambda k, batch: mixup(*batch, fold_in(mix_seed, k), alpha, num_classes),
+                                num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return ds.prefetch(tf.data.AUTOTUNE)
 
 
 def features_for(waveforms: np.ndarray, frontend_cfg: FrontendConfig, batch_size: int = 256, *,

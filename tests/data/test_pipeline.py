@@ -140,6 +140,31 @@ def test_deterministic_in_seed_and_epoch():
     assert not np.array_equal(f2, f0)
 
 
+def test_mixup_mixes_each_example_with_its_mirror_and_keeps_the_larger_share():
+    def run(alpha):  # per-example augmentation is seeded by example, so alpha 0 gives the features before mixing
+        return batches(make_dataset(WAVES, LABELS, frontend_cfg=FrontendConfig(), batch_size=4, training=True,
+                                    augment=AugmentConfig(mixup_alpha=alpha), background=BACKGROUND, seed=3,
+                                    num_classes=5))
+
+    plain, hard = run(0.0)
+    mixed, soft = run(0.4)
+    assert soft.shape == (12, 5) and np.allclose(soft.sum(1), 1)
+    assert np.all(soft[np.arange(12), hard] >= 0.5 - 1e-6)  # each example keeps the larger share
+    checked = 0
+    for start in range(0, 12, 4):  # within a batch, example i is mixed with example 3 - i
+        f, lab = plain[start:start + 4], hard[start:start + 4]
+        for i in (i for i in range(4) if lab[i] != lab[3 - i]):
+            lam = soft[start + i, lab[i]]
+            assert np.allclose(mixed[start + i], lam * f[i] + (1 - lam) * f[3 - i], atol=1e-4)
+            checked += 1
+    assert checked >= 6
+    again, soft_again = run(0.4)
+    assert np.array_equal(again, mixed) and np.array_equal(soft_again, soft)  # seeded: resumes exactly
+    with pytest.raises(ValueError, match="num_classes"):
+        make_dataset(WAVES, LABELS, frontend_cfg=FrontendConfig(), batch_size=4, training=True,
+                     augment=AugmentConfig(mixup_alpha=0.4))
+
+
 def test_augment_config_round_trip_and_validation():
     cfg = AugmentConfig(gain_db=(-3, 3), time_masks=1)
     assert AugmentConfig.from_dict(cfg.to_dict()) == cfg and cfg.gain_db == (-3.0, 3.0)
