@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from kws_zoo.core.errors import USER_ERRORS, AudioError
+from kws_zoo.data.splits import SPEAKER_HALVES
 from kws_zoo.data.synthetic.defaults import DEFAULT_SPEAKERS, ENGINES, WORD_SET_NAMES, default_corpus_dir
 
 # The runtimes' own modules load TensorFlow, so the choices are spelled here; the library checks them again.
@@ -76,7 +77,7 @@ def _cmd_evaluate(args) -> None:
     from kws_zoo.evaluate.accuracy import evaluate_model, format_report
 
     report = evaluate_model(args.model, data=args.data, split=args.split, runtime=args.runtime,
-                            plot=args.plot, progress=not args.json)
+                            plot=args.plot, progress=not args.json, speakers=args.speakers)
     print(json.dumps(report, indent=2) if args.json else format_report(report))
 
 
@@ -216,6 +217,8 @@ def _add_parsers(sub) -> None:
     p.add_argument("--data", default="recipe",
                    help="'recipe' (the model's own data), 'fsdd' (real speech), or a dataset directory")
     p.add_argument("--split", default="test", help="train, validation, test, or all (every split)")
+    p.add_argument("--speakers", choices=SPEAKER_HALVES, default="all",
+                   help="score one half of the speakers only (the other half may have trained the model)")
     p.add_argument("--runtime", choices=RUNTIMES, default="tflm", help="runtime for .tflite models")
     p.add_argument("--plot", help="write the confusion matrix PNG here")
     _json_flag(p, "print the report as JSON")

@@ -96,8 +96,8 @@ class DataConfig:
     seed: int = 0  # which unknown files are sampled
     skip_bad_files: bool = False  # for pipeline.load_waveforms: drop unreadable files instead of stopping
     # Training additions (kws_zoo.data.extras): noise folders added to the background pool (real rooms for the
-    # silence examples and noise mixing), and folders of words that are none of the keywords, added to the
-    # training split as _unknown_ (every WAV below each folder).
+    # silence examples and noise mixing), and folders of words that are none of the keywords, drawn into the
+    # training split's _unknown_ class (which keeps its size: they take half of it, seeded).
     background_dirs: tuple[str, ...] = ()
     unknown_dirs: tuple[str, ...] = ()
     # Real keyword clips added to the training split: the keyword examples (labels not starting with '_') of
@@ -105,6 +105,7 @@ class DataConfig:
     extra_train: tuple["DataConfig", ...] = ()
     speakers: str = "all"  # all | half_a | half_b (kws_zoo.data.splits.speaker_half): one half of the speakers
     max_per_label: int = 0  # at most this many examples per label and split, drawn with `seed` (0: all)
+    repeat: int = 1  # as an extra_train dataset: each of its examples this many times (a few real clips count)
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -121,8 +122,8 @@ class DataConfig:
         object.__setattr__(self, "extra_train", tuple(self.extra_train))
         if self.speakers not in SPEAKER_HALVES:
             raise ConfigError(f"speakers must be one of {SPEAKER_HALVES}, got {self.speakers!r}")
-        if self.max_per_label < 0:
-            raise ConfigError(f"max_per_label must be >= 0, got {self.max_per_label}")
+        if self.max_per_label < 0 or self.repeat < 1:
+            raise ConfigError(f"need max_per_label >= 0 and repeat >= 1, got {self.max_per_label}, {self.repeat}")
         if self.words is not None:
             words = tuple(self.words)
             object.__setattr__(self, "words", words)

@@ -50,6 +50,19 @@ def filtered(cfg: DataConfig, data: KwsData) -> KwsData:
     return data if splits is data.splits else dataclasses.replace(data, splits=splits)
 
 
+def _with_real_unknowns(cfg: DataConfig, train: list[Example], label: int) -> list[Example]:
+    """`train` with half of its _unknown_ examples (at least one) replaced by real ones from cfg.unknown_dirs,
+    drawn with cfg.seed: the class keeps the size the protocol gave it (measured: adding 900 real unknown words on
+    top of 411 synthetic ones took real-speech accuracy from 66.8% to 57.1%, keywords going to _unknown_)."""
+    real = [Example(str(p), label, speaker_of(p.name)) for d in cfg.unknown_dirs for p in _wavs_below(_folder(d))]
+    mine = [i for i, e in enumerate(train) if e.label == label]
+    take = min(len(real), max(1, len(mine) // 2))
+    rng = np.random.default_rng([cfg.seed, 1])
+    dropped = set(rng.choice(mine, size=min(take, len(mine)), replace=False).tolist()) if mine else set()
+    chosen = sorted(rng.choice(len(real), size=take, replace=False).tolist())
+    return [e for i, e in enumerate(train) if i not in dropped] + [real[i] for i in chosen]
+
+
 def with_extras(cfg: DataConfig, data: KwsData, load) -> KwsData:
     """`data` (filtered) with cfg's extra background noise, _unknown_ examples and keyword clips in its training
     split. `load(cfg)` reads an extra_train dataset (kws_zoo.data.load_dataset)."""
@@ -61,9 +74,7 @@ def with_extras(cfg: DataConfig, data: KwsData, load) -> KwsData:
     if cfg.unknown_dirs:
         if UNKNOWN not in data.labels:
             raise DataError(f"unknown_dirs needs a {UNKNOWN} label; this dataset's labels are {list(data.labels)}")
-        label = data.labels.index(UNKNOWN)
-        train += [Example(str(p), label, speaker_of(p.name))
-                  for folder in cfg.unknown_dirs for p in _wavs_below(_folder(folder))]
+        train = _with_real_unknowns(cfg, train, data.labels.index(UNKNOWN))
     for extra_cfg in cfg.extra_train:
         extra = load(extra_cfg)
         missing = [n for n in extra.labels if not n.startswith("_") and n not in data.labels]
@@ -72,5 +83,5 @@ def with_extras(cfg: DataConfig, data: KwsData, load) -> KwsData:
                             f"{list(data.labels)}")
         index = [data.labels.index(n) if not n.startswith("_") else -1 for n in extra.labels]
         train += [dataclasses.replace(e, label=index[e.label]) for ex in extra.splits.values() for e in ex
-                  if index[e.label] >= 0]
+                  if index[e.label] >= 0] * extra_cfg.repeat
     return dataclasses.replace(data, splits={**data.splits, "train": train}, background=background)

@@ -1,6 +1,7 @@
 """Evaluation: accuracy, per-class precision/recall, confusion matrix (JSON and PNG)."""
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import numpy as np
@@ -127,10 +128,11 @@ def _data_config(data: str, model_path: str, labels):
 
 
 def evaluate_model(model: str, data: str = "recipe", split: str = "test", runtime: str = "tflm",
-                   plot: str | None = None, progress: bool = True) -> dict:
-    """Evaluates any model form (run dir, .keras, .tflite) on a dataset split; returns the report."""
+                   plot: str | None = None, progress: bool = True, speakers: str = "all") -> dict:
+    """Evaluates any model form (run dir, .keras, .tflite) on a dataset split (of one half of its speakers:
+    kws_zoo.data.splits.speaker_half); returns the report."""
     predictor = load_predictor(model, runtime=runtime)
-    cfg = _data_config(data, model, predictor.labels)
+    cfg = dataclasses.replace(_data_config(data, model, predictor.labels), speakers=speakers)
     waves, targets, data_labels, background = evaluate_arrays(cfg, predictor.clip_samples, split, progress)
     scores = predictor.scores(predictor.features(waves, background))
     report = report_from_scores(scores, targets, data_labels, predictor.labels)

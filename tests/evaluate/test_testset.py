@@ -97,5 +97,9 @@ def test_speaker_halves_and_a_few_real_clips_for_training(testset):
     main = load_dataset(DataConfig(kind="testset", path=str(testset), extra_train=[few]))
     added = main.splits["train"]
     assert sorted(main.labels[e.label] for e in added) == ["no", "yes"]
+    twice = load_dataset(DataConfig(kind="testset", path=str(testset),
+                                    extra_train=[DataConfig(kind="testset", path=str(testset), max_per_label=1,
+                                                            repeat=2)]))
+    assert sorted(e.path for e in twice.splits["train"]) == sorted(e.path for e in added * 2)
     assert main.splits["test"] == whole
     assert DataConfig(kind="testset", path=str(testset), speakers="half_b").display_name == f"{testset.name}_half_b"
