@@ -8,8 +8,8 @@ import pytest
 from kws_zoo.core.compat import tf
 from kws_zoo.core.errors import RecipeError, RunDirError
 from kws_zoo.recipe import load_recipe, recipe_from_dict
-from kws_zoo.train import (Checkpointer, build_model, feature_stats, holds_other_recipe, loss_for, make_optimizer,
-                           prepare_data, train)
+from kws_zoo.train import (Checkpointer, accuracy, build_model, feature_stats, holds_other_recipe, loss_for,
+                           make_optimizer, prepare_data, train)
 
 from helpers import make_tone_corpus, tiny_recipe_dict
 
@@ -106,3 +106,6 @@ def test_the_loss_takes_integer_or_soft_labels(corpus):
     mix = tf.constant([[0.7, 0.3, 0.0], [0.0, 0.4, 0.6]])
     expected = 0.7 * hard[0] + 0.3 * loss(tf.constant([1, 1]), logits).numpy()[0]
     assert np.isclose(loss(mix, logits).numpy()[0], expected, atol=1e-6)
+    # Accuracy reads either kind the same way (the larger share of a soft label is its class).
+    assert accuracy(tf.constant([0, 1]), logits).numpy().tolist() == [1.0, 0.0]
+    assert accuracy(mix, logits).numpy().tolist() == [1.0, 1.0]
