@@ -147,10 +147,13 @@ class DataConfig:
     def resolved_path(self) -> Path:
         """The path given (a relative one that does not exist from here is taken from the repository root, so a
         recipe's `../shared/...` works from any directory), else the kind's default."""
-        if not self.path:
-            return default_path(self.kind)
-        path = Path(self.path)
-        return REPO_ROOT / path if not path.is_absolute() and not path.exists() else path
+        return repo_path(self.path) if self.path else default_path(self.kind)
+
+
+def repo_path(path: str) -> Path:
+    """`path`; a relative one that does not exist from the working directory is taken from the repository root."""
+    resolved = Path(path)
+    return REPO_ROOT / resolved if not resolved.is_absolute() and not resolved.exists() else resolved
 
 
 def default_path(kind: str) -> Path:

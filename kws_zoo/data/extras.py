@@ -10,15 +10,13 @@ from pathlib import Path
 import numpy as np
 
 from kws_zoo.core.errors import DataError
-from kws_zoo.data.base import REPO_ROOT, UNKNOWN, DataConfig, Example, KwsData
+from kws_zoo.data.base import UNKNOWN, DataConfig, Example, KwsData, repo_path
 from kws_zoo.data.splits import speaker_half, speaker_of
 
 
 def _folder(path: str) -> Path:
-    """A configured folder; a relative one that does not exist from here is taken from the repository root."""
-    folder = Path(path)
-    if not folder.is_absolute() and not folder.exists():
-        folder = REPO_ROOT / folder
+    """A configured folder (kws_zoo.data.base.repo_path)."""
+    folder = repo_path(path)
     if not folder.is_dir():
         raise DataError(f"{path}: folder not found")
     return folder

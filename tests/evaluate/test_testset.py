@@ -5,6 +5,7 @@ import pytest
 import soundfile as sf
 
 from kws_zoo import rundir
+from kws_zoo.cli import main
 from kws_zoo.core.compat import keras
 from kws_zoo.core.errors import DataError
 from kws_zoo.data import DataConfig, load_dataset
@@ -13,8 +14,6 @@ from kws_zoo.data.frontends import FrontendConfig
 from kws_zoo.data.gsc import KEYWORDS_12
 from kws_zoo.data.pipeline import features_for
 from kws_zoo.evaluate.accuracy import evaluate_model
-
-from helpers import run_cli as kws
 
 FILES = {SILENCE: ["noise_a.wav", "noise_b.wav"], UNKNOWN: ["bed_spk07_nohash_0.wav", "cat_spk01_nohash_1.wav"],
          "yes": ["spk01_nohash_0.wav", "spk02_nohash_0.wav", "spk07_nohash_3.wav"], "no": ["spk02_nohash_1.wav"]}
@@ -70,8 +69,9 @@ def test_evaluate_detects_the_layout_and_scores_all_files(testset, always_yes):
     assert np.asarray(report["confusion"]).sum() == n
 
 
-def test_cli_prints_accuracy_recall_and_confusion(testset, always_yes):
-    out = kws("evaluate", always_yes, "--data", testset).stdout
+def test_cli_prints_accuracy_recall_and_confusion(testset, always_yes, capsys):
+    main(["evaluate", str(always_yes), "--data", str(testset)])
+    out = capsys.readouterr().out
     assert out.startswith("accuracy 37.50% (8 examples)")
     assert "confusion (rows true, columns predicted)" in out and "_unknown_" in out and "recall" in out
 
