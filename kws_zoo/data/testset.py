@@ -12,7 +12,7 @@ import os
 
 from kws_zoo.core.errors import DataError
 from kws_zoo.data.base import SILENCE, UNKNOWN, DataConfig, Example, KwsData
-from kws_zoo.data.gsc import list_background
+from kws_zoo.data.gsc import BACKGROUND_DIR, list_background
 from kws_zoo.data.splits import SPLITS, speaker_of
 
 RESERVED_LABELS = (SILENCE, UNKNOWN)  # folders that are labels here but not word folders in a corpus
@@ -45,7 +45,7 @@ def load_testset(cfg: DataConfig) -> KwsData:
     if not root.is_dir():
         raise DataError(f"{root}: test set not found")
     folders = {d.name: _wavs(str(d)) for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")}
-    found = sorted(name for name, files in folders.items() if files and name != "_background_noise_")
+    found = sorted(name for name, files in folders.items() if files and name != BACKGROUND_DIR)
     if not found:
         raise DataError(f"{root}: no label folders with WAV files (<label>/*.wav)")
     labels = tuple([r for r in RESERVED_LABELS if r in found] + [n for n in found if n not in RESERVED_LABELS])
