@@ -136,19 +136,27 @@ def validation_dataset(recipe: Recipe, data: PreparedData):
 
 
 def fine_tune(model: keras.Model, recipe: Recipe, data: PreparedData, *, epochs: int, learning_rate: float,
-              callbacks=(), progress: bool = True, desc: str = "fine-tune") -> list[dict]:
+              callbacks=(), progress: bool = True, desc: str = "fine-tune", keep_best: bool = False) -> list[dict]:
     """Fits an already trained (e.g. pruned or quantization-aware) model for `epochs` more epochs
-    (fine_tune_optimizer) with the recipe's loss and augmentation; keeps the final weights (a pruning schedule
-    ends there). Returns one row of metrics per epoch."""
+    (fine_tune_optimizer) with the recipe's loss and augmentation. Keeps the final weights (a pruning schedule
+    ends there), or with keep_best those of the epoch with the best validation accuracy (the first such epoch, as
+    training selects; quantizer ranges included, they are weights too). Returns one row of metrics per epoch, the
+    kept epoch's row marked `"kept": True`."""
     optimizer = fine_tune_optimizer(recipe, learning_rate, epochs * steps_per_epoch(recipe, data))
     model.compile(optimizer, loss_for(recipe, len(data.labels)), metrics=[accuracy])
     val = validation_dataset(recipe, data)
-    rows = []
+    rows, best, best_weights = [], None, None
     for epoch in tqdm(range(epochs), desc=desc, unit="epoch", disable=not progress):
         keras.utils.set_random_seed(recipe.seed * 100003 + 7919 + epoch)
         logs = model.fit(train_dataset(recipe, data, recipe.schedule.epochs + epoch), validation_data=val,
                          callbacks=list(callbacks), verbose=0).history
         rows.append({"epoch": epoch, **{k: float(v[-1]) for k, v in logs.items()}})
+        score = rows[-1].get("val_accuracy", rows[-1]["accuracy"])
+        if keep_best and (best is None or score > rows[best].get("val_accuracy", rows[best]["accuracy"])):
+            best, best_weights = epoch, [w.copy() for w in model.get_weights()]
+    if keep_best:
+        model.set_weights(best_weights)
+    rows[best if keep_best else -1]["kept"] = True
     return rows
 
 

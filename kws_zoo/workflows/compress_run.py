@@ -81,8 +81,12 @@ def compress_run(run_dir: str, recipe: Recipe | None = None, *, progress: bool =
     if cfg.qat is not None:
         model = quantize_model(model, cfg.qat)
         keep = [KeepZeros(model)] if cfg.method == "prune" else []  # QAT must not regrow the pruned weights
-        fine_tune(model, recipe, data, epochs=cfg.epochs, learning_rate=cfg.learning_rate, callbacks=keep,
-                  progress=progress, desc=f"QAT {recipe.name}")
+        # The epoch with the best validation accuracy, as training keeps: the fine-tune can drift below where it
+        # started on a model that post-training quantization already served well (docs/results.md, issue 11).
+        rows = fine_tune(model, recipe, data, epochs=cfg.epochs, learning_rate=cfg.learning_rate, callbacks=keep,
+                         progress=progress, desc=f"QAT {recipe.name}", keep_best=True)
+        summary["qat_epoch"] = next(row["epoch"] for row in rows if row.get("kept")) + 1
+        summary["qat_history"] = rows
         stages["qat"] = keras_accuracy(model, *test)
     with qat_scope():
         atomic_save_keras(model, os.path.join(run_dir, rundir.COMPRESSED_MODEL))

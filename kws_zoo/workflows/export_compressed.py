@@ -60,6 +60,7 @@ def compression_card(summary: dict, int8_bytes: bytes, tflm_accuracy: float, tes
     check = verify_lut(int8_bytes, lut_bytes, test[:LUT_CHECK_EXAMPLES])
     atomic_write_bytes(os.path.join(out_dir, rundir.TFLITE_INT8_LUT), lut_bytes)
     return {"method": cfg["method"], "qat": cfg.get("qat"), "epochs": cfg["epochs"],
+            "qat_epoch": summary.get("qat_epoch"),
             "accuracy": {**summary["accuracy"], "tflm_int8": tflm_accuracy},
             "sparsity": {"mean": _mean(sparsity), "per_tensor": sparsity},
             "flash_bytes": len(int8_bytes), "flash_bytes_trimmed": len(trim_for_tflm(int8_bytes)),

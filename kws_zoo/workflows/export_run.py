@@ -274,7 +274,8 @@ def _compression_rows(entry: dict | None) -> list[tuple[str, str]]:
     qat = entry["qat"]
     bits = f", QAT {qat['weight_bits']}-bit weights / {qat['activation_bits']}-bit activations" if qat else ""
     method = "" if entry["method"] == "none" else entry["method"]
-    rows = [("compression", f"{method}{bits}".lstrip(", ") + f", {entry['epochs']} fine-tune epochs"),
+    kept = f" (QAT weights of epoch {entry['qat_epoch']}, best validation)" if entry.get("qat_epoch") else ""
+    rows = [("compression", f"{method}{bits}".lstrip(", ") + f", {entry['epochs']} fine-tune epochs{kept}"),
             ("accuracy after each stage", ", ".join(f"{k} {v:.2%}" for k, v in entry["accuracy"].items())),
             ("weight sparsity (int8, mean)", f"{entry['sparsity']['mean']:.1%}"),
             ("sparsity per layer (int8 .tflite)", ", ".join(

@@ -9,8 +9,9 @@ from kws_zoo import cli, rundir
 from kws_zoo.core.errors import RunDirError
 from kws_zoo.device.flatbuffer import weight_sparsity
 from kws_zoo.recipe import recipe_from_dict
+from kws_zoo.train import prepare_data, validation_dataset
 from kws_zoo.workflows.compare import compression_columns
-from kws_zoo.workflows.compress_run import compress_run, deployed_float
+from kws_zoo.workflows.compress_run import compress_run, deployed_float, load_compressed
 from kws_zoo.workflows.export_run import export_run
 
 from helpers import make_tone_corpus, tiny_recipe_dict
@@ -59,6 +60,20 @@ def test_export_deploys_the_pruned_qat_model(run):
     assert (run_dir / rundir.EXPORT_DIR / rundir.TFLITE_INT8_LUT).stat().st_size == entry["flash_bytes_lut"]
     # The card still has every field of an uncompressed export.
     assert {"accuracy", "arena_bytes", "flash_bytes", "ops", "files"} <= set(card)
+
+
+def test_qat_keeps_the_epoch_with_the_best_validation_accuracy(run):
+    corpus, run_dir, _ = run
+    with open(run_dir / rundir.COMPRESS_SUMMARY) as f:
+        summary = json.load(f)
+    scores = [row["val_accuracy"] for row in summary["qat_history"]]
+    assert len(scores) == PRUNE_QAT["epochs"]
+    assert summary["qat_epoch"] == int(np.argmax(scores)) + 1  # the first best, as training selects
+    recipe = recipe_from_dict({**tiny_recipe_dict(corpus, epochs=4), "compress": PRUNE_QAT})
+    model = load_compressed(str(run_dir))
+    x, y = zip(*validation_dataset(recipe, prepare_data(recipe, False)).as_numpy_iterator())
+    kept = np.mean(np.concatenate([model.predict(batch, verbose=0).argmax(-1) for batch in x]) == np.concatenate(y))
+    assert kept == pytest.approx(max(scores), abs=1e-6)  # the saved model is that epoch's
 
 
 def test_same_settings_do_not_run_again_and_new_ones_do(run):
