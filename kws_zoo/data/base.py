@@ -106,6 +106,7 @@ class DataConfig:
     speakers: str = "all"  # all | half_a | half_b (kws_zoo.data.splits.speaker_half): one half of the speakers
     max_per_label: int = 0  # at most this many examples per label and split, drawn with `seed` (0: all)
     repeat: int = 1  # as an extra_train dataset: each of its examples this many times (a few real clips count)
+    with_unknown: bool = False  # as an extra_train dataset: its _unknown_ examples join too (another TTS corpus)
 
     def __post_init__(self):
         if self.kind not in KINDS:

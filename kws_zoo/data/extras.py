@@ -1,7 +1,7 @@
 """What a recipe does to a dataset beyond reading it: the filters (DataConfig.speakers: one half of the speakers;
 DataConfig.max_per_label: a seeded sample per label) and the training additions (background_dirs: real noise for
 the background pool; unknown_dirs: real non-keyword speech as _unknown_; extra_train: real keyword clips from other
-datasets). Only the training split grows, so validation and test still measure the dataset itself."""
+datasets, or every word of another synthetic corpus with `with_unknown`). Only the training split grows, so validation and test still measure the dataset itself."""
 from __future__ import annotations
 
 import dataclasses
@@ -79,7 +79,11 @@ def with_extras(cfg: DataConfig, data: KwsData, load) -> KwsData:
         if missing:
             raise DataError(f"extra_train {extra_cfg.display_name}: labels {missing} are not among "
                             f"{list(data.labels)}")
-        index = [data.labels.index(n) if not n.startswith("_") else -1 for n in extra.labels]
+        joins = [n for n in extra.labels if not n.startswith("_") or (extra_cfg.with_unknown and n == UNKNOWN)]
+        if UNKNOWN in joins and UNKNOWN not in data.labels:
+            raise DataError(f"extra_train {extra_cfg.display_name}: with_unknown needs a {UNKNOWN} label; this "
+                            f"dataset's labels are {list(data.labels)}")
+        index = [data.labels.index(n) if n in joins else -1 for n in extra.labels]
         train += [dataclasses.replace(e, label=index[e.label]) for ex in extra.splits.values() for e in ex
                   if index[e.label] >= 0] * extra_cfg.repeat
     return dataclasses.replace(data, splits={**data.splits, "train": train}, background=background)

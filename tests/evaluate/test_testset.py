@@ -102,4 +102,7 @@ def test_speaker_halves_and_a_few_real_clips_for_training(testset):
                                                             repeat=2)]))
     assert sorted(e.path for e in twice.splits["train"]) == sorted(e.path for e in added * 2)
     assert main.splits["test"] == whole
+    with_unknown = load_dataset(DataConfig(kind="testset", path=str(testset), extra_train=[
+        DataConfig(kind="testset", path=str(testset), max_per_label=1, with_unknown=True)]))
+    assert sorted(with_unknown.labels[e.label] for e in with_unknown.splits["train"]) == [UNKNOWN, "no", "yes"]
     assert DataConfig(kind="testset", path=str(testset), speakers="half_b").display_name == f"{testset.name}_half_b"

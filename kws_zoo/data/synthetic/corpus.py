@@ -25,7 +25,7 @@ from kws_zoo.core.files import atomic_write_text
 from kws_zoo.data.audio import SAMPLE_RATE, fit_length, write_wav
 from kws_zoo.data.splits import SPLITS, gsc_split, speaker_of
 from kws_zoo.data.synthetic import noise
-from kws_zoo.data.synthetic.defaults import DEFAULT_SPEAKERS, ENGINES
+from kws_zoo.data.synthetic.defaults import DEFAULT_ENGINES, DEFAULT_SPEAKERS, ENGINES
 from kws_zoo.data.synthetic.tts import check_engine, engine_version, tts_render, tts_render_many, voices
 
 GSC_V2_WORDS = ("backward", "bed", "bird", "cat", "dog", "down", "eight", "five", "follow", "forward", "four",
@@ -37,13 +37,19 @@ WORD_SETS = {"gsc35": GSC_V2_WORDS, "digits": DIGITS}
 GENERATOR_VERSION = 1  # bump when a clip's rendering changes, so old and new clips never mix
 BACKGROUND_DIR = "_background_noise_"
 IDENTITIES_PER_VOICE = 8  # flite and festival have few voices; each gets this many speakers
+# A neural voice is one real speaker; it becomes this many by pitch and vocal-tract length (voice_shift).
+NEURAL_IDENTITIES_PER_VOICE = 400
 # Default size: ~100 clips/s per worker for every engine (measured on the 2-core dev machine), so 500
 # speakers x 35 words = 17,500 clips take ~2.5 min with 2 workers, leaving the quickstart time to
 # train. `speakers=None` (all 864) makes 30,240 clips in ~4 min. See data/README.md.
 # Speaker-level ranges (relative to the voice's default). espeak's pitch control is coarse, so it
 # gets a wider range; flite/festival voices sound broken beyond about +-25 %.
-SPEAKER_RATE = {"espeak": (0.8, 1.25), "flite": (0.85, 1.2), "festival": (0.85, 1.2)}
-SPEAKER_PITCH = {"espeak": (0.5, 1.5), "flite": (0.8, 1.25), "festival": (0.8, 1.25)}
+SPEAKER_RATE = {"espeak": (0.8, 1.25), "flite": (0.85, 1.2), "festival": (0.85, 1.2), "piper": (0.8, 1.25)}
+SPEAKER_PITCH = {"espeak": (0.5, 1.5), "flite": (0.8, 1.25), "festival": (0.8, 1.25), "piper": (0.8, 2.4)}
+# Neural voices only: formant factor, drawn with the pitch's stratum so that high voices tend to have short vocal
+# tracts as people do (en_US-joe: F0 about 94 Hz; x2.4 is a child's 225 Hz, formants x1.25 a child's tract).
+SPEAKER_FORMANT = (0.92, 1.25)
+FORMANT_SPREAD = 0.15  # independent share of the formant draw, in units of its range
 RATE_JITTER, PITCH_JITTER = 0.06, 0.04  # per-utterance, relative
 GAIN_DBFS = (-20.0, -1.0)  # clip peak level
 MAX_OFFSET_S = 0.1  # the word's centre moves at most this far from the clip centre
@@ -58,6 +64,7 @@ class Speaker:
     voice: str
     rate: float
     pitch: float
+    formant: float = 1.0  # vocal-tract length factor (voice_shift); 1.0 for the formant synthesizers
 
 
 def stable_seed(*parts: object) -> int:
@@ -65,7 +72,7 @@ def stable_seed(*parts: object) -> int:
     return int.from_bytes(hashlib.sha256("\x1f".join(map(str, parts)).encode()).digest()[:8], "little")
 
 
-def all_speakers(seed: int, engines: Sequence[str] = ENGINES) -> list[Speaker]:
+def all_speakers(seed: int, engines: Sequence[str] = DEFAULT_ENGINES) -> list[Speaker]:
     """Every speaker identity, in selection order: each engine's list shuffled, then dealt round-robin
     so that any prefix (`speakers=N`) covers all engines and grows without reshuffling."""
     per_engine = []
@@ -73,7 +80,7 @@ def all_speakers(seed: int, engines: Sequence[str] = ENGINES) -> list[Speaker]:
         if engine not in ENGINES:
             raise ConfigError(f"unknown TTS engine {engine!r}; choose from {ENGINES}")
         names = voices(engine)
-        reps = 1 if engine == "espeak" else IDENTITIES_PER_VOICE
+        reps = {"espeak": 1, "piper": NEURAL_IDENTITIES_PER_VOICE}.get(engine, IDENTITIES_PER_VOICE)
         rng = np.random.default_rng(stable_seed(seed, "speakers", engine))
         # stratified draws keep the identities of one voice audibly apart
         strata = [(rng.permutation(reps), rng.permutation(reps)) for _ in names]
@@ -82,9 +89,16 @@ def all_speakers(seed: int, engines: Sequence[str] = ENGINES) -> list[Speaker]:
             for k in range(reps):
                 (rate_lo, rate_hi), (pitch_lo, pitch_hi) = SPEAKER_RATE[engine], SPEAKER_PITCH[engine]
                 rate = rate_lo + (strata[v][0][k] + rng.random()) / reps * (rate_hi - rate_lo)
-                pitch = pitch_lo + (strata[v][1][k] + rng.random()) / reps * (pitch_hi - pitch_lo)
+                height = (strata[v][1][k] + rng.random()) / reps
                 sid = hashlib.sha1(f"kws_zoo/{seed}/{engine}/{voice}/{k}".encode()).hexdigest()[:8]
-                found.append(Speaker(sid, engine, voice, round(rate, 4), round(pitch, 4)))
+                if engine == "piper":  # log-uniform pitch; formants follow it loosely (SPEAKER_FORMANT)
+                    pitch = pitch_lo * (pitch_hi / pitch_lo) ** height
+                    share = float(np.clip(height + FORMANT_SPREAD * rng.standard_normal(), 0.0, 1.0))
+                    formant = SPEAKER_FORMANT[0] + share * (SPEAKER_FORMANT[1] - SPEAKER_FORMANT[0])
+                    found.append(Speaker(sid, engine, voice, round(rate, 4), round(pitch, 4), round(formant, 4)))
+                else:
+                    pitch = pitch_lo + height * (pitch_hi - pitch_lo)
+                    found.append(Speaker(sid, engine, voice, round(rate, 4), round(pitch, 4)))
         per_engine.append([found[i] for i in rng.permutation(len(found))])
     out = [group[i] for i in range(max(map(len, per_engine), default=0)) for group in per_engine if i < len(group)]
     if len({s.id for s in out}) != len(out):
@@ -113,7 +127,7 @@ def render_clips(seed: int, speaker: Speaker, jobs: Sequence[tuple[str, int]]) -
     """The finished 1 s clips for (word, take) jobs of one speaker (one festival process for all)."""
     params = [clip_params(seed, speaker, word, take) for word, take in jobs]
     items = [(word, p["rate"], p["pitch"]) for (word, _), p in zip(jobs, params)]
-    raw = tts_render_many(speaker.engine, speaker.voice, items)
+    raw = tts_render_many(speaker.engine, speaker.voice, items, formant=speaker.formant)
     return [_finish(speaker, word, audio, p) for (word, _), audio, p in zip(jobs, raw, params)]
 
 
@@ -124,7 +138,8 @@ def _finish(speaker: Speaker, word: str, audio: np.ndarray, p: dict[str, float])
         if len(speech) <= MAX_SPEECH_S * SAMPLE_RATE:
             break
         rate *= len(speech) / (0.9 * MAX_SPEECH_S * SAMPLE_RATE)
-        speech = _trim(tts_render(speaker.engine, speaker.voice, word, rate=rate, pitch=p["pitch"]))
+        speech = _trim(tts_render(speaker.engine, speaker.voice, word, rate=rate, pitch=p["pitch"],
+                                  formant=speaker.formant))
     else:
         if len(speech) > MAX_SPEECH_S * SAMPLE_RATE:
             raise EngineError(f"{speaker.engine} voice {speaker.voice} cannot say {word!r} within 1 s")
@@ -194,7 +209,7 @@ def _run(task: tuple) -> int:
 
 def make_corpus(out_dir: str | os.PathLike, words: Sequence[str] = GSC_V2_WORDS, *,
                 speakers: int | None = DEFAULT_SPEAKERS, takes: int = 1, seed: int = 0, workers: int = 2,
-                progress: bool = True, engines: Sequence[str] = ENGINES) -> dict:
+                progress: bool = True, engines: Sequence[str] = DEFAULT_ENGINES) -> dict:
     """Writes (or completes) the corpus in `out_dir` and returns its card; `speakers=None` uses all."""
     words, engines = _check_words(words), tuple(engines)
     if speakers is not None and speakers < 1 or takes < 1:
@@ -302,6 +317,7 @@ def write_card(out: Path, seed: int, settings: dict) -> dict:
         "settings": {**settings, "sample_rate": SAMPLE_RATE, "clip_seconds": 1.0, "gain_dbfs": list(GAIN_DBFS),
                      "max_offset_s": MAX_OFFSET_S, "rate_jitter": RATE_JITTER, "pitch_jitter": PITCH_JITTER,
                      "speaker_rate": SPEAKER_RATE, "speaker_pitch": SPEAKER_PITCH,
+                     "speaker_formant_neural": SPEAKER_FORMANT,
                      "identities_per_voice": IDENTITIES_PER_VOICE, "validation_pct": 10, "testing_pct": 10},
         "tools": {e: _safe_version(e) for e in ENGINES},
         "num_clips": len(files), "words": words, "counts_per_word": per_word, "counts_per_split": per_split,

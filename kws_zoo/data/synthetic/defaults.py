@@ -4,7 +4,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-ENGINES = ("espeak", "flite", "festival")
+ENGINES = ("espeak", "flite", "festival", "piper")
+# What `make-data` uses unless told: the formant synthesizers (piper, neural voices: opt in, docs/results.md)
+DEFAULT_ENGINES = ("espeak", "flite", "festival")
 DEFAULT_SPEAKERS = 500
 WORD_SET_NAMES = ("gsc35", "digits")
 

