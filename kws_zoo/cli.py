@@ -82,6 +82,20 @@ def _cmd_evaluate(args) -> None:
     print(json.dumps(report, indent=2) if args.json else format_report(report))
 
 
+def _cmd_pseudo_label(args) -> None:
+    from kws_zoo.workflows.pseudo_label import pseudo_label
+
+    summary = pseudo_label(args.model, args.data, args.out, threshold=args.threshold, speakers=args.speakers,
+                           runtime=args.runtime, progress=not args.json)
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return
+    agree = summary.get("agreement_with_folder_labels")
+    print(f"kept {summary['kept']} of {summary['candidates']} recordings at p >= {summary['threshold']:g} -> "
+          f"{args.out}" + (f"; agreement with the folder's own labels {agree:.1%} (diagnostic)" if agree else ""))
+    print("per label: " + ", ".join(f"{k} {v}" for k, v in summary["kept_per_label"].items()))
+
+
 def _cmd_export(args) -> None:
     from kws_zoo.workflows.export_run import export_run, format_card
 
@@ -225,6 +239,17 @@ def _add_parsers(sub) -> None:
     p.add_argument("--plot", help="write the confusion matrix PNG here")
     _json_flag(p, "print the report as JSON")
     p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser("pseudo-label", help="a teacher's confident labels for unlabelled recordings (self-training)")
+    p.add_argument("model", help="the teacher: run/export directory, .keras, SavedModel or .tflite")
+    p.add_argument("--data", required=True,
+                   help="recordings: a dataset directory (its labels are not used) or 'fsdd'")
+    p.add_argument("--out", required=True, help="manifest to write (JSON); recipes add it with extra_train")
+    p.add_argument("--threshold", type=float, default=0.9, help="keep answers at least this probable (default 0.9)")
+    p.add_argument("--speakers", choices=SPEAKER_HALVES, default="all", help="label one half of the speakers only")
+    p.add_argument("--runtime", choices=RUNTIMES, default="keras", help="runtime for .tflite teachers")
+    _json_flag(p, "print the summary as JSON")
+    p.set_defaults(func=_cmd_pseudo_label)
 
     p = sub.add_parser("export", help="int8 TFLite, TFLM verification, C array, op resolver, model card")
     p.add_argument("run_dir")

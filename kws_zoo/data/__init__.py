@@ -9,9 +9,11 @@ from kws_zoo.data.extras import with_extras
 from kws_zoo.data.folder import load_folder
 from kws_zoo.data.fsdd import load_fsdd
 from kws_zoo.data.gsc import load_gsc
+from kws_zoo.data.pseudo import load_pseudo
 from kws_zoo.data.testset import load_testset
 
-_READERS = {"gsc": load_gsc, "folder": load_folder, "fsdd": load_fsdd, "testset": load_testset}
+_READERS = {"gsc": load_gsc, "folder": load_folder, "fsdd": load_fsdd, "testset": load_testset,
+            "pseudo": load_pseudo}
 
 
 def load_dataset(cfg: DataConfig) -> KwsData:

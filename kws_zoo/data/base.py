@@ -18,7 +18,7 @@ from kws_zoo.data.synthetic.defaults import default_corpus_dir
 
 SILENCE = "_silence_"
 UNKNOWN = "_unknown_"
-KINDS = ("gsc", "folder", "fsdd", "testset")
+KINDS = ("gsc", "folder", "fsdd", "testset", "pseudo")
 PROTOCOLS = ("12", "35", "all")
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

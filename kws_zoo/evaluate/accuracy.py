@@ -105,7 +105,7 @@ def evaluate_arrays(cfg, clip_samples: int, split: str = "test", progress: bool 
     return waves, np.array([e.label for e in drop_bad(examples, bad)], np.int64), data.labels, background
 
 
-def _data_config(data: str, model_path: str, labels):
+def data_config(data: str, model_path: str, labels):
     """--data value -> DataConfig: 'recipe' (the run's own data), 'fsdd', or a dataset directory: a labelled test
     set (`_silence_/` or `_unknown_/` among its folders: every folder a label, every file scored), a Speech Commands
     root with its lists, or a folder per label (split by speaker hash)."""
@@ -132,7 +132,7 @@ def evaluate_model(model: str, data: str = "recipe", split: str = "test", runtim
     """Evaluates any model form (run dir, .keras, .tflite) on a dataset split (of one half of its speakers:
     kws_zoo.data.splits.speaker_half); returns the report."""
     predictor = load_predictor(model, runtime=runtime)
-    cfg = dataclasses.replace(_data_config(data, model, predictor.labels), speakers=speakers)
+    cfg = dataclasses.replace(data_config(data, model, predictor.labels), speakers=speakers)
     waves, targets, data_labels, background = evaluate_arrays(cfg, predictor.clip_samples, split, progress)
     scores = predictor.scores(predictor.features(waves, background))
     report = report_from_scores(scores, targets, data_labels, predictor.labels)

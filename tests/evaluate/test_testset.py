@@ -1,5 +1,7 @@
 """A labelled test set in the canonical Speech Commands test layout (`_silence_/`, `_unknown_/` and word folders as
 labels): read as data, scored over every file by `kws-zoo evaluate --data DIR`, named in reports by its folder."""
+import json
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -12,8 +14,10 @@ from kws_zoo.data import DataConfig, load_dataset
 from kws_zoo.data.base import SILENCE, UNKNOWN
 from kws_zoo.data.frontends import FrontendConfig
 from kws_zoo.data.gsc import KEYWORDS_12
+from kws_zoo.data.pseudo import MANIFEST_KIND
 from kws_zoo.data.pipeline import features_for
 from kws_zoo.evaluate.accuracy import evaluate_model
+from kws_zoo.workflows.pseudo_label import pseudo_label
 
 FILES = {SILENCE: ["noise_a.wav", "noise_b.wav"], UNKNOWN: ["bed_spk07_nohash_0.wav", "cat_spk01_nohash_1.wav"],
          "yes": ["spk01_nohash_0.wav", "spk02_nohash_0.wav", "spk07_nohash_3.wav"], "no": ["spk02_nohash_1.wav"]}
@@ -106,3 +110,42 @@ def test_speaker_halves_and_a_few_real_clips_for_training(testset):
         DataConfig(kind="testset", path=str(testset), max_per_label=1, with_unknown=True)]))
     assert sorted(with_unknown.labels[e.label] for e in with_unknown.splits["train"]) == [UNKNOWN, "no", "yes"]
     assert DataConfig(kind="testset", path=str(testset), speakers="half_b").display_name == f"{testset.name}_half_b"
+
+
+def test_pseudo_labels_keep_confident_answers_and_read_back_as_training_data(testset, always_yes, tmp_path):
+    """Self-training: the teacher labels every file of a folder (its own labels unused), the confident answers
+    become a manifest, and the manifest reads back as a training-only dataset that extra_train can add."""
+    out = tmp_path / "labels" / "pseudo.json"
+    p_yes = np.exp(1.0) / (np.exp(1.0) + len(LABELS) - 1)  # always_yes: logit 1 for yes, 0 for the rest
+    summary = pseudo_label(str(always_yes), str(testset), str(out), threshold=p_yes - 0.01, progress=False)
+    n = sum(len(v) for v in FILES.values())
+    assert summary["candidates"] == summary["kept"] == n and summary["kept_per_label"]["yes"] == n
+    assert summary["agreement_with_folder_labels"] == pytest.approx(len(FILES["yes"]) / n)  # a diagnostic only
+    data = load_dataset(DataConfig(kind="pseudo", path=str(out)))
+    assert [data.labels[e.label] for e in data.splits["train"]] == ["yes"] * n and not data.splits["test"]
+    main_data = load_dataset(DataConfig(kind="testset", path=str(testset),
+                                        extra_train=[DataConfig(kind="pseudo", path=str(out), repeat=2)]))
+    assert len(main_data.splits["train"]) == 2 * n
+    none = pseudo_label(str(always_yes), str(testset), str(tmp_path / "none.json"), threshold=p_yes + 0.01,
+                        progress=False)
+    assert none["kept"] == 0
+    with pytest.raises(DataError, match="holds no examples"):
+        load_dataset(DataConfig(kind="pseudo", path=str(tmp_path / "none.json")))
+
+
+def test_a_tampered_or_missing_pseudo_label_manifest_is_named(tmp_path, testset):
+    wav = next((testset / "yes").iterdir())
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"kind": MANIFEST_KIND, "labels": ["yes"], "examples": [{"path": str(wav),
+                                                                                       "label": "maybe"}]}))
+    with pytest.raises(DataError, match=r"bad\.json: example .* has label 'maybe'"):
+        load_dataset(DataConfig(kind="pseudo", path=str(bad)))
+    bad.write_text(json.dumps({"kind": MANIFEST_KIND, "labels": ["yes"], "examples": [{"path": "gone.wav",
+                                                                                       "label": "yes"}]}))
+    with pytest.raises(DataError, match="gone.wav not found"):
+        load_dataset(DataConfig(kind="pseudo", path=str(bad)))
+    bad.write_text("{not json")
+    with pytest.raises(DataError, match="not a readable pseudo-label manifest"):
+        load_dataset(DataConfig(kind="pseudo", path=str(bad)))
+    with pytest.raises(DataError, match="manifest not found"):
+        load_dataset(DataConfig(kind="pseudo", path=str(tmp_path / "missing.json")))

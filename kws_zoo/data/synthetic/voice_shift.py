@@ -9,10 +9,43 @@ unchanged. Pure function of its inputs (WORLD is deterministic).
 """
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 FRAME_MS = 5.0  # WORLD's analysis hop
 F0_FLOOR, F0_CEIL = 60.0, 500.0  # adult and child speech; the range F0 is searched in before scaling
+
+
+@dataclasses.dataclass(frozen=True)
+class WorldAnalysis:
+    """WORLD's decomposition of one clip: F0 per frame (0 = unvoiced), spectral envelope and aperiodicity."""
+    f0: np.ndarray
+    envelope: np.ndarray
+    aperiodicity: np.ndarray
+    sample_rate: int
+    samples: int
+
+
+def analyse(audio: np.ndarray, sample_rate: int) -> WorldAnalysis:
+    import pyworld  # only the corpus generator needs it
+
+    x = np.ascontiguousarray(audio, dtype=np.float64)
+    # harvest, not the faster dio: dio found 2% of a neural TTS word voiced, at twice its F0 (harvest: 31%, 94 Hz)
+    f0, times = pyworld.harvest(x, sample_rate, f0_floor=F0_FLOOR, f0_ceil=F0_CEIL, frame_period=FRAME_MS)
+    return WorldAnalysis(f0, pyworld.cheaptrick(x, f0, times, sample_rate), pyworld.d4c(x, f0, times, sample_rate),
+                         sample_rate, len(audio))
+
+
+def resynthesize(analysis: WorldAnalysis, *, pitch: float = 1.0, formant: float = 1.0) -> np.ndarray:
+    """The analysed clip with its F0 times `pitch` and its formants times `formant`, as float32."""
+    import pyworld
+
+    if pitch <= 0 or formant <= 0:
+        raise ValueError(f"pitch and formant must be > 0, got {pitch}, {formant}")
+    y = pyworld.synthesize(analysis.f0 * pitch, warp_frequencies(analysis.envelope, formant), analysis.aperiodicity,
+                           analysis.sample_rate, frame_period=FRAME_MS)
+    return y[: analysis.samples].astype(np.float32)
 
 
 def shift_voice(audio: np.ndarray, sample_rate: int, *, pitch: float = 1.0, formant: float = 1.0) -> np.ndarray:
@@ -21,16 +54,7 @@ def shift_voice(audio: np.ndarray, sample_rate: int, *, pitch: float = 1.0, form
         raise ValueError(f"pitch and formant must be > 0, got {pitch}, {formant}")
     if pitch == 1.0 and formant == 1.0:
         return audio.astype(np.float32)
-    import pyworld  # only the corpus generator needs it
-
-    x = np.ascontiguousarray(audio, dtype=np.float64)
-    # harvest, not the faster dio: dio found 2% of a neural TTS word voiced, at twice its F0 (harvest: 31%, 94 Hz)
-    f0, times = pyworld.harvest(x, sample_rate, f0_floor=F0_FLOOR, f0_ceil=F0_CEIL, frame_period=FRAME_MS)
-    envelope = pyworld.cheaptrick(x, f0, times, sample_rate)
-    aperiodicity = pyworld.d4c(x, f0, times, sample_rate)
-    y = pyworld.synthesize(f0 * pitch, warp_frequencies(envelope, formant), aperiodicity, sample_rate,
-                           frame_period=FRAME_MS)
-    return y[: len(audio)].astype(np.float32)
+    return resynthesize(analyse(audio, sample_rate), pitch=pitch, formant=formant)
 
 
 def warp_frequencies(envelope: np.ndarray, factor: float) -> np.ndarray:
