@@ -60,7 +60,9 @@ def format_report(report: dict) -> str:
              f"{'label':>12} {'precision':>9} {'recall':>7} {'support':>7}"]
     for name, row in report["per_class"].items():
         lines.append(f"{name:>12} {row['precision']:9.3f} {row['recall']:7.3f} {row['support']:7d}")
-    return "\n".join(lines + ["", format_confusion(report)])
+    # which file and runtime: a run directory holds the Keras float model, its export/ the int8 device file
+    source = [f"model {report['model_file']} ({report['runtime']})"] if "model_file" in report else []
+    return "\n".join(lines + ["", format_confusion(report)] + source)
 
 
 def format_confusion(report: dict) -> str:
@@ -136,7 +138,8 @@ def evaluate_model(model: str, data: str = "recipe", split: str = "test", runtim
     waves, targets, data_labels, background = evaluate_arrays(cfg, predictor.clip_samples, split, progress)
     scores = predictor.scores(predictor.features(waves, background))
     report = report_from_scores(scores, targets, data_labels, predictor.labels)
-    report.update(model=os.fspath(model), runtime=predictor.runtime, data=cfg.to_dict(), split=split)
+    report.update(model=os.fspath(model), model_file=predictor.path, runtime=predictor.runtime, data=cfg.to_dict(),
+                  split=split)
     if plot:
         report["plot"] = plot_confusion(report, plot, f"{os.path.basename(os.path.normpath(model))} on "
                                                       f"{cfg.kind} {split}: accuracy {report['accuracy']:.1%}")

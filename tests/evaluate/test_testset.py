@@ -78,6 +78,7 @@ def test_cli_prints_accuracy_recall_and_confusion(testset, always_yes, capsys):
     out = capsys.readouterr().out
     assert out.startswith("accuracy 37.50% (8 examples)")
     assert "confusion (rows true, columns predicted)" in out and "_unknown_" in out and "recall" in out
+    assert out.rstrip().endswith(f"model {always_yes} (keras)")  # which file ran: float Keras here
 
 
 def test_a_testset_without_label_folders_is_a_clear_error(tmp_path):

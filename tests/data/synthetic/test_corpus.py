@@ -192,7 +192,8 @@ def test_takes_have_distinct_jitter():
 
 def test_silent_render_fails_with_a_clear_message(monkeypatch):
     speaker = synthetic.select_speakers(0, ("espeak",), 1)[0]
-    monkeypatch.setattr(synthetic, "tts_render_many", lambda e, v, items: [np.zeros(8000, np.float32)] * len(items))
+    monkeypatch.setattr(synthetic, "tts_render_many",
+                        lambda e, v, items, formant=1.0: [np.zeros(8000, np.float32)] * len(items))
     with pytest.raises(EngineError, match=r"no audible speech for 'yes'"):
         synthetic.render_clips(0, speaker, [("yes", 0)])
 
