@@ -1,7 +1,8 @@
 """What a recipe does to a dataset beyond reading it: the filters (DataConfig.speakers: one half of the speakers;
 DataConfig.max_per_label: a seeded sample per label) and the training additions (background_dirs: real noise for
 the background pool; unknown_dirs: real non-keyword speech as _unknown_; extra_train: real keyword clips from other
-datasets, or every word of another synthetic corpus with `with_unknown`). Only the training split grows, so validation and test still measure the dataset itself."""
+datasets, or every word of another synthetic corpus with `with_unknown`). Only the training split grows, so
+validation and test still measure the dataset itself."""
 from __future__ import annotations
 
 import dataclasses

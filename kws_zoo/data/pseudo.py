@@ -7,7 +7,6 @@ Manifest (JSON): {"labels": [teacher label names], "examples": [{"path": WAV, "l
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 from kws_zoo.core.errors import DataError
 from kws_zoo.data.base import DataConfig, Example, KwsData
@@ -40,7 +39,7 @@ def load_pseudo(cfg: DataConfig) -> KwsData:
     labels = tuple(name for name in teacher_labels if any(row["label"] == name for row in rows))
     examples = []
     for row in rows:
-        wav = Path(row["path"]) if Path(row["path"]).is_absolute() else path.parent / row["path"]
+        wav = path.parent / row["path"]  # an absolute path replaces the folder
         if not wav.is_file():
             raise DataError(f"{path}: example file {wav} not found")
         examples.append(Example(str(wav), labels.index(row["label"]), speaker_of(wav.name)))

@@ -41,8 +41,7 @@ def resynthesize(analysis: WorldAnalysis, *, pitch: float = 1.0, formant: float 
     """The analysed clip with its F0 times `pitch` and its formants times `formant`, as float32."""
     import pyworld
 
-    if pitch <= 0 or formant <= 0:
-        raise ValueError(f"pitch and formant must be > 0, got {pitch}, {formant}")
+    _check_factors(pitch, formant)
     y = pyworld.synthesize(analysis.f0 * pitch, warp_frequencies(analysis.envelope, formant), analysis.aperiodicity,
                            analysis.sample_rate, frame_period=FRAME_MS)
     return y[: analysis.samples].astype(np.float32)
@@ -50,11 +49,15 @@ def resynthesize(analysis: WorldAnalysis, *, pitch: float = 1.0, formant: float 
 
 def shift_voice(audio: np.ndarray, sample_rate: int, *, pitch: float = 1.0, formant: float = 1.0) -> np.ndarray:
     """`audio` (float mono) with its F0 times `pitch` and its formants times `formant`, as float32."""
-    if pitch <= 0 or formant <= 0:
-        raise ValueError(f"pitch and formant must be > 0, got {pitch}, {formant}")
+    _check_factors(pitch, formant)
     if pitch == 1.0 and formant == 1.0:
         return audio.astype(np.float32)
     return resynthesize(analyse(audio, sample_rate), pitch=pitch, formant=formant)
+
+
+def _check_factors(pitch: float, formant: float) -> None:
+    if pitch <= 0 or formant <= 0:
+        raise ValueError(f"pitch and formant must be > 0, got {pitch}, {formant}")
 
 
 def warp_frequencies(envelope: np.ndarray, factor: float) -> np.ndarray:
