@@ -59,6 +59,9 @@ class DsnnConfig:
     # Inplace distillation (as slimmable networks): every sparse level learns the dense level's predictions of the
     # same batch instead of the labels; the dense level learns the labels.
     distill: bool = False
+    # Switchable BN (slimmable networks' S-BN): each level trains its own BN scale and offset instead of sharing
+    # one. Free on the device: BN folds into each level's own .tflite either way.
+    private_bn: bool = False
 
     def __post_init__(self):
         if len(self.levels) < 2 or list(self.levels) != sorted(set(self.levels)):

@@ -29,7 +29,10 @@ So BN trains as usual (gamma and beta shared, each level's forward pass normaliz
 and, as universally slimmable networks do, each level gets its own moving statistics afterwards
 (`level_bn_statistics`: population mean and variance of every BN input with that level's masks, in graph order).
 Those statistics (a few floats per channel per level) are part of the checkpoint; `set_sparsity(model, level,
-bn_stats=...)` applies them, and folding BN into the convs afterwards keeps every masked zero.
+bn_stats=...)` applies them, and folding BN into the convs afterwards keeps every masked zero. With
+DsnnConfig.private_bn each level also trains its own BN scale and offset (slimmable networks' switchable BN;
+`_DsnnTrainer.level_bn_affine`), stored and applied the same way; BN folds into each level's own file, so the
+device pays nothing for them.
 
 Switching. `set_sparsity(model, level)` returns a plain clone (same classes and layer names) whose kernels are
 masked at `level`: exportable and streamable as is, one int8 .tflite per level. `level_masks` shows the masks.
@@ -119,13 +122,14 @@ def level_masks(model: keras.Model, levels: Sequence[float], *, keep_first: bool
 
 
 def set_sparsity(model: keras.Model, level: float, *, keep_first: bool = True, keep_last: bool = True,
-                 depthwise: bool = True, bn_stats: dict[str, tuple[np.ndarray, np.ndarray]] | None = None
+                 depthwise: bool = True, bn_stats: dict[str, tuple[np.ndarray, ...]] | None = None
                  ) -> keras.Model:
     """A plain clone of `model` (same classes, layer names and config) whose sparsifiable kernels are masked at
     `level` (no retraining): exactly round(level * n) zeros more per layer of n weights (fewer only where weights
     were zero already), other weights copied. `model` is left as it is. Use the keep_first / keep_last /
     depthwise that fit_dsnn trained with. bn_stats: {BN layer name: (moving mean, moving variance)} of this level
-    (level_bn_statistics); without it the clone keeps `model`'s own."""
+    (level_bn_statistics), or (mean, variance, gamma, beta) with the level's own scale and offset (private_bn);
+    without it the clone keeps `model`'s own."""
     level = _check_level(level)
     masks = level_masks(model, [level], keep_first=keep_first, keep_last=keep_last, depthwise=depthwise)[level]
     clone = keras.models.clone_model(model)
@@ -135,18 +139,30 @@ def set_sparsity(model: keras.Model, level: float, *, keep_first: bool = True, k
             kernel = getattr(layer, kernel_attribute(layer))
             kernel.assign(np.where(masks[layer.name], kernel.numpy(), 0.0).astype(kernel.dtype.as_numpy_dtype))
         if bn_stats and layer.name in bn_stats:
-            mean, var = bn_stats[layer.name]
-            layer.moving_mean.assign(np.asarray(mean, np.float32))
-            layer.moving_variance.assign(np.asarray(var, np.float32))
+            for variable, values in zip(_bn_variables(layer), bn_stats[layer.name]):
+                variable.assign(np.asarray(values, np.float32))
     return clone
 
 
+def _bn_variables(layer: L.BatchNormalization) -> list:
+    """A BN layer's moving mean and variance, then its gamma and beta: the order of set_sparsity's bn_stats."""
+    if layer.gamma is None or layer.beta is None:
+        raise ModelError(f"{layer.name}: a BatchNormalization without scale or offset is not supported by DSNN")
+    return [layer.moving_mean, layer.moving_variance, layer.gamma, layer.beta]
+
+
 def level_bn_statistics(model: keras.Model, level: float, batches: Sequence[np.ndarray], *, keep_first: bool = True,
-                        keep_last: bool = True, depthwise: bool = True) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+                        keep_last: bool = True, depthwise: bool = True,
+                        bn_affine: dict[str, tuple[np.ndarray, np.ndarray]] | None = None
+                        ) -> dict[str, tuple[np.ndarray, ...]]:
     """{BN layer name: (mean, variance)} of each BatchNormalization's input over `batches` (feature arrays) in the
     model masked at `level`, in graph order: each BN is measured after its predecessors got this level's
-    statistics, so the result is the level's own population statistics."""
+    statistics, so the result is the level's own population statistics. bn_affine: the level's own {name: (gamma,
+    beta)} (private_bn); they are applied while measuring and appended to each result."""
     clone = set_sparsity(model, level, keep_first=keep_first, keep_last=keep_last, depthwise=depthwise)
+    for name, (gamma, beta) in (bn_affine or {}).items():
+        clone.get_layer(name).gamma.assign(gamma)
+        clone.get_layer(name).beta.assign(beta)
     stats = {}
     for layer in clone.layers:
         if not isinstance(layer, L.BatchNormalization):
@@ -154,7 +170,7 @@ def level_bn_statistics(model: keras.Model, level: float, batches: Sequence[np.n
         probe = keras.Model(clone.inputs, layer.input)
         h = np.concatenate([probe(x, training=False).numpy() for x in batches])
         axes = tuple(range(h.ndim - 1))
-        stats[layer.name] = (h.mean(axis=axes), h.var(axis=axes))
+        stats[layer.name] = (h.mean(axis=axes), h.var(axis=axes), *(bn_affine or {}).get(layer.name, ()))
         layer.moving_mean.assign(stats[layer.name][0])
         layer.moving_variance.assign(stats[layer.name][1])
     return stats
@@ -188,6 +204,12 @@ class _DsnnTrainer(keras.Model):
             self.ranks.append(tf.Variable(tf.zeros(kernel.shape, tf.int32), trainable=False, name=f"{name}_rank"))
             self.keep.append(tf.constant([_kept(int(np.prod(kernel.shape)), s) for s in self.levels], tf.int32))
         self.update_masks()
+        # private_bn: one row of scale and offset per level for every BN layer, read through tf.gather(., level).
+        self.bn_names = tuple(layer.name for layer in model.layers if isinstance(layer, L.BatchNormalization)
+                              and cfg.private_bn)
+        self.bn_affine = [[tf.Variable(tf.tile(v[None], [len(self.levels), 1]), name=f"{name}_{part}_per_level")
+                           for v, part in zip(_bn_variables(model.get_layer(name))[2:], ("gamma", "beta"))]
+                          for name in self.bn_names]
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.level_trackers = [keras.metrics.Mean(name=f"loss_{s:g}") for s in self.levels]
 
@@ -198,6 +220,11 @@ class _DsnnTrainer(keras.Model):
     def _kernel(self, name: str):
         layer = self.inner.get_layer(name)
         return getattr(layer, kernel_attribute(layer))
+
+    def level_bn_affine(self) -> dict[float, dict[str, tuple[np.ndarray, np.ndarray]]]:
+        """{level: {BN layer name: (gamma, beta)}} trained per level (private_bn); {} per level without it."""
+        return {s: {name: (gamma[j].numpy(), beta[j].numpy()) for name, (gamma, beta) in
+                    zip(self.bn_names, self.bn_affine)} for j, s in enumerate(self.levels)}
 
     def update_masks(self) -> None:
         """Ranks recomputed from the current (dense) weights: the masks of every level follow."""
@@ -214,7 +241,8 @@ class _DsnnTrainer(keras.Model):
     @contextlib.contextmanager
     def _masked(self, index, ramp: bool = False):
         """Within it, each sparsifiable layer's call() reads kernel * mask of level `index` (a scalar tensor)
-        instead of its variable (ramp: the level's sparsity at this training step). The attribute is rebound with
+        instead of its variable (ramp: the level's sparsity at this training step), and with private_bn each BN
+        layer reads the level's own gamma and beta. The attribute is rebound with
         object.__setattr__, past Keras' attribute tracking, so the layer's weight lists and checkpoint
         dependencies never change; it is restored on exit."""
         swapped = []
@@ -227,6 +255,11 @@ class _DsnnTrainer(keras.Model):
                 mask = tf.cast(ranks < kept, kernel.dtype)
                 swapped.append((layer, attr, kernel))
                 object.__setattr__(layer, attr, kernel * mask)
+            for name, per_level in zip(self.bn_names, self.bn_affine):
+                layer = self.inner.get_layer(name)
+                for attr, variable in zip(("gamma", "beta"), per_level):
+                    swapped.append((layer, attr, getattr(layer, attr)))
+                    object.__setattr__(layer, attr, tf.gather(variable, index))
             yield
         finally:
             for layer, attr, kernel in swapped:

@@ -66,13 +66,14 @@ def compress_run(run_dir: str, recipe: Recipe | None = None, *, progress: bool =
         stages["pruned"] = keras_accuracy(model, *test)
     elif cfg.method == "dsnn":
         bar = [TqdmCallback(verbose=0, desc=f"DSNN {recipe.name}")] if progress else []
-        fit_dsnn(model, cfg.dsnn, train_dataset(recipe, data, recipe.schedule.epochs), epochs=cfg.epochs,
+        history = fit_dsnn(model, cfg.dsnn, train_dataset(recipe, data, recipe.schedule.epochs), epochs=cfg.epochs,
                  optimizer=fine_tune_optimizer(recipe, cfg.learning_rate, steps),
                  loss=loss_for(recipe, len(data.labels)), validation=validation_dataset(recipe, data),
                  seed=recipe.seed, callbacks=bar, depthwise=cfg.dsnn.depthwise)
         batches = [x for x, _ in train_dataset(recipe, data, recipe.schedule.epochs).take(BN_CALIBRATION_BATCHES)]
-        stats = {level: level_bn_statistics(model, level, batches, depthwise=cfg.dsnn.depthwise)
-                 for level in cfg.dsnn.levels}
+        affine = history.model.level_bn_affine()
+        stats = {level: level_bn_statistics(model, level, batches, depthwise=cfg.dsnn.depthwise,
+                                            bn_affine=affine[level]) for level in cfg.dsnn.levels}
         write_bn_stats(run_dir, stats)
         summary["levels"] = {f"{level:g}": keras_accuracy(set_sparsity(model, level, depthwise=cfg.dsnn.depthwise,
                                                                        bn_stats=stats[level]), *test)
@@ -156,9 +157,12 @@ def dsnn_level(model: keras.Model, summary: dict, bn_stats: dict, level: float) 
                                        bn_stats=bn_stats[float(level)]))
 
 
+_BN_PARTS = ("mean", "variance", "gamma", "beta")  # the order of set_sparsity's bn_stats; the last two: private_bn
+
+
 def write_bn_stats(run_dir: str, stats: dict[float, dict[str, tuple]]) -> None:
-    arrays = {f"{level:g}/{name}/{part}": values[i] for level, by_layer in stats.items()
-              for name, values in by_layer.items() for i, part in enumerate(("mean", "variance"))}
+    arrays = {f"{level:g}/{name}/{part}": array for level, by_layer in stats.items()
+              for name, values in by_layer.items() for part, array in zip(_BN_PARTS, values)}
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
     atomic_write_bytes(os.path.join(run_dir, rundir.DSNN_BN_STATS), buffer.getvalue())
@@ -168,12 +172,13 @@ def read_bn_stats(run_dir: str) -> dict[float, dict[str, tuple[np.ndarray, np.nd
     path = os.path.join(run_dir, rundir.DSNN_BN_STATS)
     if not os.path.exists(path):
         raise RunDirError(f"{run_dir}: no {rundir.DSNN_BN_STATS} (the DSNN stage wrote none; run it again)")
-    stats: dict[float, dict[str, list]] = {}
+    stats: dict[float, dict[str, dict]] = {}
     with np.load(path) as f:
         for key in f.files:
             level, name, part = key.split("/")
-            stats.setdefault(float(level), {}).setdefault(name, [None, None])[part == "variance"] = f[key]
-    return {level: {name: tuple(v) for name, v in by_layer.items()} for level, by_layer in stats.items()}
+            stats.setdefault(float(level), {}).setdefault(name, {})[part] = f[key]
+    return {level: {name: tuple(parts[p] for p in _BN_PARTS if p in parts) for name, parts in by_layer.items()}
+            for level, by_layer in stats.items()}
 
 
 def _test_split(recipe: Recipe, data: PreparedData) -> tuple[np.ndarray, np.ndarray]:

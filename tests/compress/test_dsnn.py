@@ -304,3 +304,31 @@ def test_distill_teaches_sparse_levels_the_dense_levels_predictions():
     assert logs["loss_0.9"][0] == pytest.approx(float(tf.reduce_mean(soft)), rel=1e-4)
     assert logs["loss_0"][0] == pytest.approx(float(LOSS(y, dense)), rel=1e-4)
     assert logs["loss_0.9"][0] != pytest.approx(float(LOSS(y, sparse)), rel=1e-3)
+
+
+def test_private_bn_trains_each_levels_own_scale_and_offset():
+    """DsnnConfig.private_bn: every level trains its own BN gamma and beta (the shared ones stay where they were);
+    level_bn_statistics carries them and set_sparsity applies them, so each deployed level computes what the
+    trainer evaluated for it."""
+    keras.utils.set_random_seed(8)
+    model = band_model()
+    randomize_bn(model, seed=2)
+    shared = [w.copy() for w in model.get_layer("bn").get_weights()[:2]]
+    x, y = band_data(256, seed=5)
+    data = tf.data.Dataset.from_tensor_slices((x, y)).batch(32)
+    cfg = DsnnConfig(levels=LEVELS, levels_per_step=4, ramp_fraction=0.0, private_bn=True)
+    trainer = fit_dsnn(model, cfg, data, epochs=2, optimizer=keras.optimizers.Adam(5e-3), loss=LOSS).model
+    for before, after in zip(shared, model.get_layer("bn").get_weights()[:2]):
+        np.testing.assert_array_equal(before, after)
+    affine = trainer.level_bn_affine()
+    assert not np.allclose(affine[0.0]["bn"][0], affine[0.9]["bn"][0])
+    reported = trainer.evaluate(x, y, batch_size=64, return_dict=True, verbose=0)
+    bn = model.get_layer("bn")
+    for s in LEVELS:
+        assert not np.allclose(affine[s]["bn"][0], shared[0]), s
+        level = set_sparsity(model, s, bn_stats={"bn": (bn.moving_mean.numpy(), bn.moving_variance.numpy(),
+                                                        *affine[s]["bn"])})
+        assert float(LOSS(y, level(x, training=False))) == pytest.approx(reported[f"loss_{s:g}"], rel=1e-4), s
+        stats = level_bn_statistics(model, s, [x], bn_affine=affine[s])
+        np.testing.assert_array_equal(stats["bn"][2], affine[s]["bn"][0])
+        np.testing.assert_array_equal(stats["bn"][3], affine[s]["bn"][1])

@@ -11,7 +11,7 @@ from kws_zoo.device.flatbuffer import weight_sparsity
 from kws_zoo.recipe import recipe_from_dict
 from kws_zoo.train import prepare_data, validation_dataset
 from kws_zoo.workflows.compare import compression_columns
-from kws_zoo.workflows.compress_run import compress_run, deployed_float, load_compressed
+from kws_zoo.workflows.compress_run import compress_run, deployed_float, load_compressed, read_bn_stats
 from kws_zoo.workflows.export_run import export_run
 
 from helpers import make_tone_corpus, tiny_recipe_dict
@@ -21,7 +21,8 @@ pytestmark = pytest.mark.xdist_group("test_compress_run")
 
 PRUNE_QAT = {"method": "prune", "prune": {"sparsity": 0.5, "frequency": 5}, "qat": {"weight_bits": 8},
              "epochs": 2, "learning_rate": 1e-3}
-DSNN = {"method": "dsnn", "dsnn": {"levels": [0.0, 0.5, 0.75], "levels_per_step": 2}, "epochs": 2}
+DSNN = {"method": "dsnn", "dsnn": {"levels": [0.0, 0.5, 0.75], "levels_per_step": 2, "private_bn": True},
+        "epochs": 2}
 
 
 @pytest.fixture(scope="module")
@@ -104,6 +105,8 @@ def test_dsnn_exports_one_model_per_level_from_one_checkpoint(run, tmp_path):
     recipe = recipe_from_dict({**tiny_recipe_dict(corpus, epochs=4), "compress": DSNN})
     summary = compress_run(str(run_dir), recipe, progress=False)
     assert set(summary["levels"]) == {"0", "0.5", "0.75"}
+    stats = read_bn_stats(str(run_dir))  # each level's BN statistics, and (private_bn) its own scale and offset
+    assert {len(parts) for by_layer in stats.values() for parts in by_layer.values()} == {4}
     (run_dir / rundir.RECIPE).write_text(json.dumps(recipe.to_dict()))  # the run now holds the DSNN recipe
     out = tmp_path / "export"
     cli.main(["export", str(run_dir), "--out", str(out), "--json"])
