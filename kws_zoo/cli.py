@@ -96,6 +96,17 @@ def _cmd_pseudo_label(args) -> None:
     print("per label: " + ", ".join(f"{k} {v}" for k, v in summary["kept_per_label"].items()))
 
 
+def _cmd_teacher(args) -> None:
+    from kws_zoo.workflows.teacher import train_teacher
+
+    summary = train_teacher(args.recipe, args.out, copies=args.copies, epochs=args.epochs, progress=not args.json)
+    if args.json:
+        print(json.dumps({k: v for k, v in summary.items() if k != "history"}, indent=2))
+        return
+    print(f"teacher {summary['recipe']} -> {args.out}: test {summary['test_accuracy']:.2%}, validation "
+          f"{summary['validation_accuracy']:.2%} (epoch {summary['best_epoch']} of {summary['epochs']})")
+
+
 def _cmd_export(args) -> None:
     from kws_zoo.workflows.export_run import export_run, format_card
 
@@ -250,6 +261,15 @@ def _add_parsers(sub) -> None:
     p.add_argument("--runtime", choices=RUNTIMES, default="keras", help="runtime for .tflite teachers")
     _json_flag(p, "print the summary as JSON")
     p.set_defaults(func=_cmd_pseudo_label)
+
+    p = sub.add_parser("teacher", help="a speech_embedding classifier trained on a recipe's data (self-training "
+                       "teacher; not a device model)")
+    p.add_argument("recipe", help="recipe file or built-in recipe name: its data, augmentation and seed are used")
+    p.add_argument("--out", required=True, help="teacher folder (model.keras, kws_zoo.json, cached embeddings)")
+    p.add_argument("--copies", type=int, default=2, help="augmented copies of the training clips (default 2)")
+    p.add_argument("--epochs", type=int, default=30, help="training epochs (default 30)")
+    _json_flag(p, "print the summary as JSON")
+    p.set_defaults(func=_cmd_teacher)
 
     p = sub.add_parser("export", help="int8 TFLite, TFLM verification, C array, op resolver, model card")
     p.add_argument("run_dir")

@@ -4,6 +4,8 @@
 features equal librosa's to float precision (tests/test_frontends.py states the tolerance). `micro` is the
 TFLite Micro frontend (pymicro-features, the same C code that runs on the device) for device parity;
 `raw` passes the waveform through for models with their own learned front end (SincConv).
+`speech_embedding` (kws_zoo.data.speech_embedding) runs two ONNX graphs outside TensorFlow: the teacher's
+features, computed once per clip (features_for), never inside a training graph.
 """
 from __future__ import annotations
 
@@ -15,9 +17,10 @@ import pymicro_features
 
 from kws_zoo.core.compat import tf
 from kws_zoo.core.errors import ConfigError, StreamingError
+from kws_zoo.data import speech_embedding
 from kws_zoo.data.audio import SAMPLE_RATE
 
-KINDS = ("log_mel", "mfcc", "micro", "raw")
+KINDS = ("log_mel", "mfcc", "micro", "raw", "speech_embedding")
 # The TFLM micro frontend is compiled with fixed settings; its config is recorded, not chosen.
 MICRO_SETTINGS = dict(window_ms=30.0, hop_ms=10.0, num_mels=40, fmin=125.0, fmax=7500.0)
 
@@ -72,6 +75,8 @@ class FrontendConfig:
         """Shape of one clip's features: (frames, bins), or (samples,) for raw."""
         if self.kind == "raw":
             return (clip_samples,)
+        if self.kind == "speech_embedding":
+            return (speech_embedding.num_vectors(clip_samples), speech_embedding.DIM)
         frames = 1 + (clip_samples - self.window_samples) // self.hop_samples
         bins = self.num_mfcc if self.kind == "mfcc" else self.num_mels
         return (frames, bins)
@@ -114,6 +119,8 @@ def make_frontend(cfg: FrontendConfig):
         return functools.partial(mfcc, cfg=cfg)
     if cfg.kind == "raw":
         return tf.identity
+    if cfg.kind == "speech_embedding":
+        raise ConfigError("the speech_embedding frontend runs outside TensorFlow: train on it with `kws-zoo teacher`")
     return _micro_batch
 
 

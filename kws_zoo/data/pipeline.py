@@ -21,7 +21,7 @@ from tqdm import tqdm
 from kws_zoo.core.compat import tf
 from kws_zoo.core.errors import AudioError, BadFilesError
 from kws_zoo.core.files import atomic_path, atomic_write_text
-from kws_zoo.data import audio
+from kws_zoo.data import audio, speech_embedding
 from kws_zoo.data.audio import SAMPLE_RATE
 from kws_zoo.data.augment import AugmentConfig, augment_waveform, fill_silence, fold_in, mixup, spec_augment
 from kws_zoo.data.base import Example
@@ -155,30 +155,16 @@ def make_dataset(waveforms: np.ndarray, labels: np.ndarray, *, frontend_cfg: Fro
     With training, `augment.mixup_alpha` > 0 and `num_classes`, batches are mixed (augment.mixup) and the labels
     are soft, float32 [B, num_classes].
     """
-    waveforms = np.asarray(waveforms, np.float32)
     labels = np.asarray(labels, np.int32)
-    if waveforms.ndim != 2 or len(labels) != len(waveforms):
-        raise ValueError(f"need waveforms [N, samples] and N labels, got {waveforms.shape} and {labels.shape}")
-    clip = waveforms.shape[1]
-    if background is not None:
-        background = np.asarray(background, np.float32)
-        if background.ndim != 2 or background.shape[1] < clip:
-            raise ValueError(f"background must be [rows, >= {clip}] (see load_background), got {background.shape}")
+    if np.ndim(waveforms) != 2 or len(labels) != len(waveforms):
+        raise ValueError(f"need waveforms [N, samples] and N labels, got {np.shape(waveforms)} and {labels.shape}")
     frontend = make_frontend(frontend_cfg)
     spec_ok = augment is not None and frontend_cfg.kind != "raw"
-    silence_dbfs = (augment or AugmentConfig()).silence_dbfs
-    wave_var = _resident(waveforms)
-    bg_var = _resident(background) if background is not None and len(background) else None
+    clip_at = _clip_maker(waveforms, background, augment, seed, epoch, frontend_cfg.sample_rate)
     label_t = tf.constant(labels)
-    base_seed = tf.constant([seed, epoch], tf.int64)
 
     def example(i):
-        s = fold_in(base_seed, i)
-        x = tf.ensure_shape(tf.gather(wave_var, i), [clip])
-        if bg_var is not None:
-            x = fill_silence(x, fold_in(s, 0), bg_var, silence_dbfs)
-        if augment is not None:
-            x = augment_waveform(x, fold_in(s, 1), augment, bg_var, frontend_cfg.sample_rate)
+        x, s = clip_at(i)
         feats = frontend(x[None])[0]
         if spec_ok:
             feats = spec_augment(feats, fold_in(s, 2), augment)
@@ -190,16 +176,56 @@ def make_dataset(waveforms: np.ndarray, labels: np.ndarray, *, frontend_cfg: Fro
     if training and augment is not None and augment.mixup_alpha > 0:
         if num_classes is None:
             raise ValueError("mixup needs num_classes")
-        mix_seed, alpha = fold_in(base_seed, -1), augment.mixup_alpha
+        mix_seed, alpha = fold_in(tf.constant([seed, epoch], tf.int64), -1), augment.mixup_alpha
         ds = ds.enumerate().map(lambda k, batch: mixup(*batch, fold_in(mix_seed, k), alpha, num_classes),
                                 num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def _clip_maker(waveforms: np.ndarray, background: np.ndarray | None, augment: AugmentConfig | None, seed: int,
+                epoch: int, sample_rate: int):
+    """i -> (clip i as make_dataset's frontend receives it, its seed): silence filled with background noise, then
+    augmented when `augment` is given."""
+    waveforms = np.asarray(waveforms, np.float32)
+    clip = waveforms.shape[1]
+    if background is not None:
+        background = np.asarray(background, np.float32)
+        if background.ndim != 2 or background.shape[1] < clip:
+            raise ValueError(f"background must be [rows, >= {clip}] (see load_background), got {background.shape}")
+    silence_dbfs = (augment or AugmentConfig()).silence_dbfs
+    wave_var = _resident(waveforms)
+    bg_var = _resident(background) if background is not None and len(background) else None
+    base_seed = tf.constant([seed, epoch], tf.int64)
+
+    def clip_at(i):
+        s = fold_in(base_seed, i)
+        x = tf.ensure_shape(tf.gather(wave_var, i), [clip])
+        if bg_var is not None:
+            x = fill_silence(x, fold_in(s, 0), bg_var, silence_dbfs)
+        if augment is not None:
+            x = augment_waveform(x, fold_in(s, 1), augment, bg_var, sample_rate)
+        return x, s
+    return clip_at
+
+
+def prepared_waveforms(waveforms: np.ndarray, *, background: np.ndarray | None = None,
+                       augment: AugmentConfig | None = None, seed: int = 0, epoch: int = 0,
+                       sample_rate: int = SAMPLE_RATE, batch_size: int = 256) -> np.ndarray:
+    """The clips [N, samples] exactly as make_dataset hands them to its frontend (same seeds), in order, as numpy:
+    for a frontend that runs outside TensorFlow (speech_embedding)."""
+    clip_at = _clip_maker(waveforms, background, augment, seed, epoch, sample_rate)
+    ds = tf.data.Dataset.range(len(waveforms)).map(lambda i: clip_at(i)[0], num_parallel_calls=tf.data.AUTOTUNE,
+                                                   deterministic=True).batch(batch_size)
+    parts = [x.numpy() for x in ds]
+    return np.concatenate(parts) if parts else np.zeros(np.shape(waveforms), np.float32)
 
 
 def features_for(waveforms: np.ndarray, frontend_cfg: FrontendConfig, batch_size: int = 256, *,
                  background: np.ndarray | None = None, seed: int = 0) -> np.ndarray:
     """Evaluation features (no augmentation, original order) as numpy [N, frames, bins] ([N, samples]
     for raw); silence examples get deterministic background noise when `background` is given."""
+    if frontend_cfg.kind == "speech_embedding":
+        return speech_embedding.embed(prepared_waveforms(waveforms, background=background, seed=seed))
     ds = make_dataset(waveforms, np.zeros(len(waveforms), np.int32), frontend_cfg=frontend_cfg,
                       batch_size=batch_size, training=False, background=background, seed=seed)
     parts = [f.numpy() for f, _ in ds]

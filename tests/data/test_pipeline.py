@@ -11,7 +11,8 @@ from kws_zoo.data import load_dataset
 from kws_zoo.data.augment import AugmentConfig
 from kws_zoo.data.base import Example, default_path
 from kws_zoo.data.frontends import FrontendConfig, mel_power
-from kws_zoo.data.pipeline import drop_bad, features_for, load_background, load_waveforms, make_dataset
+from kws_zoo.data.pipeline import (drop_bad, features_for, load_background, load_waveforms, make_dataset,
+                                   prepared_waveforms)
 
 SR = 16000
 
@@ -278,3 +279,18 @@ def test_fsdd_test_split_end_to_end():
     feats = features_for(waves, FrontendConfig(), 64)
     assert feats.shape == (200, 98, 40) and np.isfinite(feats).all()
     assert sorted(set(data.label_array("test"))) == list(range(2, 12))
+
+
+def test_prepared_waveforms_are_the_clips_make_dataset_feeds_its_frontend():
+    """The raw frontend shows make_dataset's clips after silence fill and augmentation: prepared_waveforms (for
+    frontends outside TensorFlow) gives the same ones, in order, with the same seeds."""
+    rng = np.random.default_rng(3)
+    waves = np.concatenate([rng.standard_normal((5, SR)) * 0.1, np.zeros((3, SR))]).astype(np.float32)
+    background = rng.standard_normal((2, 2 * SR)).astype(np.float32) * 0.05
+    augment = AugmentConfig(reverb_prob=0.0)
+    ds = make_dataset(waves, np.zeros(8, np.int32), frontend_cfg=FrontendConfig(kind="raw"), batch_size=8,
+                      training=False, augment=augment, background=background, seed=4, epoch=2)
+    fed = np.concatenate([x.numpy() for x, _ in ds])
+    got = prepared_waveforms(waves, background=background, augment=augment, seed=4, epoch=2)
+    np.testing.assert_array_equal(got, fed)
+    assert np.all(np.abs(got[5:]).max(axis=1) > 0)  # the silent clips got noise
