@@ -16,7 +16,8 @@ and levels_per_step - 2 others drawn at random without replacement (slimmable ne
 level runs the model with kernels w * m (the gradient reaches only that level's kept weights); the level losses are
 averaged (so a learning rate right for ordinary fine-tuning stays right) and one optimizer update moves the shared
 weights. With DsnnConfig.distill, the sparse levels learn the dense level's predictions on the same batch instead
-of the labels (inplace distillation, as slimmable networks; their training `loss_<level>` is then that soft loss). Over the first DsnnConfig.ramp_fraction of the steps every level's sparsity grows from 0 to its own (cubic,
+of the labels (inplace distillation, as slimmable networks; their training `loss_<level>` is then that soft loss).
+Over the first DsnnConfig.ramp_fraction of the steps every level's sparsity grows from 0 to its own (cubic,
 as TFMOT's polynomial schedule; still prefixes of one ranking, so nested); evaluation always uses the final levels.
 Masks are recomputed from the dense weights at the start of every epoch (or every `mask_update_steps` steps),
 before every evaluation, and once more when training ends, so that the masks the trainer holds at the end are
