@@ -140,16 +140,11 @@ def set_sparsity(model: keras.Model, level: float, *, keep_first: bool = True, k
             kernel = getattr(layer, kernel_attribute(layer))
             kernel.assign(np.where(masks[layer.name], kernel.numpy(), 0.0).astype(kernel.dtype.as_numpy_dtype))
         if bn_stats and layer.name in bn_stats:
-            for variable, values in zip(_bn_variables(layer), bn_stats[layer.name]):
+            # (mean, variance[, gamma, beta]): the last two only from private_bn, which requires both.
+            own = (layer.moving_mean, layer.moving_variance, layer.gamma, layer.beta)
+            for variable, values in zip(own, bn_stats[layer.name]):
                 variable.assign(np.asarray(values, np.float32))
     return clone
-
-
-def _bn_variables(layer: L.BatchNormalization) -> list:
-    """A BN layer's moving mean and variance, then its gamma and beta: the order of set_sparsity's bn_stats."""
-    if layer.gamma is None or layer.beta is None:
-        raise ModelError(f"{layer.name}: a BatchNormalization without scale or offset is not supported by DSNN")
-    return [layer.moving_mean, layer.moving_variance, layer.gamma, layer.beta]
 
 
 def level_bn_statistics(model: keras.Model, level: float, batches: Sequence[np.ndarray], *, keep_first: bool = True,
@@ -206,11 +201,13 @@ class _DsnnTrainer(keras.Model):
             self.keep.append(tf.constant([_kept(int(np.prod(kernel.shape)), s) for s in self.levels], tf.int32))
         self.update_masks()
         # private_bn: one row of scale and offset per level for every BN layer, read through tf.gather(., level).
-        self.bn_names = tuple(layer.name for layer in model.layers if isinstance(layer, L.BatchNormalization)
-                              and cfg.private_bn)
-        self.bn_affine = [[tf.Variable(tf.tile(v[None], [len(self.levels), 1]), name=f"{name}_{part}_per_level")
-                           for v, part in zip(_bn_variables(model.get_layer(name))[2:], ("gamma", "beta"))]
-                          for name in self.bn_names]
+        bns = [layer for layer in model.layers if isinstance(layer, L.BatchNormalization) and cfg.private_bn]
+        for layer in bns:
+            if layer.gamma is None or layer.beta is None:
+                raise ModelError(f"{layer.name}: private_bn needs BatchNormalization with scale and center")
+        self.bn_names = tuple(layer.name for layer in bns)
+        self.bn_affine = [[tf.Variable(tf.tile(v[None], [len(self.levels), 1]), name=f"{layer.name}_{part}_per_level")
+                           for v, part in ((layer.gamma, "gamma"), (layer.beta, "beta"))] for layer in bns]
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.level_trackers = [keras.metrics.Mean(name=f"loss_{s:g}") for s in self.levels]
 
