@@ -17,14 +17,14 @@ import numpy as np
 
 from kws_zoo import rundir
 from kws_zoo.core.compat import keras
-from kws_zoo.core.errors import ConfigError
+from kws_zoo.core.errors import ConfigError, RunDirError
 from kws_zoo.core.files import atomic_save_keras, atomic_write_bytes, atomic_write_json
 from kws_zoo.data import speech_embedding
 from kws_zoo.data.frontends import FrontendConfig
 from kws_zoo.data.pipeline import prepared_waveforms
 from kws_zoo.models.embedding_head import build_embedding_head
 from kws_zoo.recipe import Recipe, load_recipe, save_recipe
-from kws_zoo.train import prepare_data
+from kws_zoo.train import holds_other_recipe, prepare_data
 
 EMBEDDINGS_DIR = "embeddings"
 TEACHER_SUMMARY = "teacher_summary.json"
@@ -51,9 +51,12 @@ def train_teacher(recipe: Recipe | str, out_dir: str, *, copies: int = 2, epochs
     if recipe.frontend.sample_rate != 16000:
         raise ConfigError(f"{recipe.name}: speech_embedding needs 16 kHz audio, the recipe has "
                           f"{recipe.frontend.sample_rate} Hz")
+    if holds_other_recipe(out_dir, recipe):  # its cached embeddings are another recipe's clips
+        raise RunDirError(f"{out_dir}: holds a teacher of a different recipe; move it away or use another --out")
     data = prepare_data(recipe, progress)
     cache = os.path.join(out_dir, EMBEDDINGS_DIR)
     os.makedirs(cache, exist_ok=True)
+    save_recipe(recipe, os.path.join(out_dir, rundir.RECIPE))  # also lets `--data recipe` evaluate on its splits
 
     def clips(split: str, copy: int = 0):  # copy 0: as evaluation sees them (silence filled), k: augmented
         return lambda: prepared_waveforms(data.waveforms[split], background=data.background, seed=recipe.seed,
@@ -73,7 +76,6 @@ def train_teacher(recipe: Recipe | str, out_dir: str, *, copies: int = 2, epochs
     test_accuracy = float(np.mean(model.predict(test[0], verbose=0).argmax(axis=1) == test[1]))
     atomic_save_keras(model, os.path.join(out_dir, rundir.MODEL))
     frontend = FrontendConfig(kind="speech_embedding", sample_rate=recipe.frontend.sample_rate)
-    save_recipe(recipe, os.path.join(out_dir, rundir.RECIPE))  # `--data recipe` evaluates on its splits
     rundir.write_info(out_dir, rundir.ModelInfo(tuple(data.labels), frontend, recipe.clip_ms, "embedding_head",
                                                 recipe.name))
     summary = {"recipe": recipe.name, "copies": copies, "epochs": epochs, "train_examples": int(len(train_y)),

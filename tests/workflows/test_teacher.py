@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from kws_zoo import cli, rundir
-from kws_zoo.core.errors import ConfigError
+from kws_zoo.core.errors import ConfigError, RunDirError
 from kws_zoo.data import speech_embedding
 from kws_zoo.evaluate.predictor import load_predictor
 from kws_zoo.recipe import recipe_from_dict
@@ -56,4 +56,7 @@ def test_a_rerun_reuses_the_cached_embeddings(teacher, monkeypatch):
     assert again["epochs"] == 1 and (out / rundir.MODEL).exists()
     with pytest.raises(ConfigError, match="copies"):
         train_teacher(recipe, str(out), copies=-1, progress=False)
+    other = recipe_from_dict({**recipe.to_dict(), "augment": {"speed_prob": 0.5}})
+    with pytest.raises(RunDirError, match="different recipe"):
+        train_teacher(other, str(out), copies=1, epochs=1, progress=False)
 
