@@ -3,7 +3,7 @@ record for the `kws_zoo.json` that sits beside every model form (labels, fronten
 
     RUN_DIR/            recipe.json  kws_zoo.json  labels.txt  model.keras  checkpoint.json  train_summary.json
                         best.weights.h5  ckpt-epochNNNN/  tensorboard/
-                        model_compressed.keras  compress_summary.json  dsnn_bn_stats.npz   (a compress section)
+                        model_compressed.keras  compress_summary.json  dsnn_bn_stats.npz  dsnn_ranks.npz  (compress)
       export/           kws_zoo.json  recipe.json  model_int8.tflite  model_float.tflite  model_inference.keras
                         model_int8_lut.tflite  model_int8_sparsityNN.tflite   (compressed runs)
                         model_card.json/.md  report_tflm_int8.json  confusion_tflm_int8.png  <name>_model.cc/.h
@@ -37,6 +37,7 @@ TENSORBOARD_DIR = "tensorboard"
 COMPRESSED_MODEL = "model_compressed.keras"  # the compression stage's result (pruned / DSNN / QAT inference form)
 COMPRESS_SUMMARY = "compress_summary.json"  # its settings and the accuracy after each stage
 DSNN_BN_STATS = "dsnn_bn_stats.npz"  # a DSNN run's BatchNormalization statistics per sparsity level
+DSNN_RANKS = "dsnn_ranks.npz"  # ... and the weight ranking its nested masks cut
 
 EXPORT_DIR = "export"
 INFERENCE_MODEL = "model_inference.keras"

@@ -55,6 +55,9 @@ class DsnnConfig:
     # Of the training steps, the share over which every level's sparsity grows from 0 to its own (cubic, as
     # TFMOT's polynomial decay); masks cut suddenly at 75-90% leave too little to recover from. 0: no ramp.
     ramp_fraction: float = 0.5
+    # Of the training steps, the share after which the magnitude ranking (every level's mask) stays fixed, as
+    # pruning's end_fraction: each level then fine-tunes the weights it keeps. 1.0: re-ranked every epoch.
+    mask_end_fraction: float = 1.0
     depthwise: bool = False          # as pruning: depthwise kernels stay dense (PruneConfig.depthwise says why)
     # Inplace distillation (as slimmable networks): every sparse level learns the dense level's predictions of the
     # same batch instead of the labels; the dense level learns the labels.
@@ -70,6 +73,8 @@ class DsnnConfig:
             raise ConfigError(f"levels must lie in [0, 1), got {self.levels}")
         if not 0.0 <= self.ramp_fraction <= 1.0:
             raise ConfigError(f"ramp_fraction must be in [0, 1], got {self.ramp_fraction}")
+        if not self.ramp_fraction <= self.mask_end_fraction <= 1.0:
+            raise ConfigError(f"mask_end_fraction must be in [ramp_fraction, 1], got {self.mask_end_fraction}")
         if not 2 <= self.levels_per_step <= len(self.levels):
             raise ConfigError(f"levels_per_step must be in 2..{len(self.levels)}, got {self.levels_per_step}")
 

@@ -19,9 +19,11 @@ weights. With DsnnConfig.distill, the sparse levels learn the dense level's pred
 of the labels (inplace distillation, as slimmable networks; their training `loss_<level>` is then that soft loss).
 Over the first DsnnConfig.ramp_fraction of the steps every level's sparsity grows from 0 to its own (cubic,
 as TFMOT's polynomial schedule; still prefixes of one ranking, so nested); evaluation always uses the final levels.
-Masks are recomputed from the dense weights at the start of every epoch (or every `mask_update_steps` steps),
-before every evaluation, and once more when training ends, so that the masks the trainer holds at the end are
-exactly the ones `set_sparsity` applies to the final weights.
+Masks are recomputed from the dense weights at the start of every epoch (or every `mask_update_steps` steps)
+and before every evaluation, until DsnnConfig.mask_end_fraction of the steps; from there the ranking, hence every
+level's mask, stays fixed (as TFMOT's end_step) so that each level fine-tunes the weights it keeps. The ranking a
+run ends with is part of its checkpoint (`_DsnnTrainer.level_ranks`, given to `set_sparsity(..., ranks=)`); with
+mask_end_fraction 1.0 it is recomputed once more when training ends and equals the final weights' own ranking.
 
 BatchNormalization. The compression stage hands DSNN the re-parameterized model with its BN layers still
 standalone (`reparameterize(model, fold_bn=False)`). With BN folded, a sparse level cannot re-centre its
@@ -35,8 +37,9 @@ DsnnConfig.private_bn each level also trains its own BN scale and offset (slimma
 `_DsnnTrainer.level_bn_affine`), stored and applied the same way; BN folds into each level's own file, so the
 device pays nothing for them.
 
-Switching. `set_sparsity(model, level)` returns a plain clone (same classes and layer names) whose kernels are
-masked at `level`: exportable and streamable as is, one int8 .tflite per level. `level_masks` shows the masks.
+Switching. `set_sparsity(model, level, ranks=...)` returns a plain clone (same classes and layer names) whose
+kernels are masked at `level`: exportable and streamable as is, one int8 .tflite per level. `level_masks` shows
+the masks.
 """
 from __future__ import annotations
 
@@ -109,30 +112,35 @@ def _kept(size: int, level: float) -> int:
 
 
 def level_masks(model: keras.Model, levels: Sequence[float], *, keep_first: bool = True,
-                keep_last: bool = True, depthwise: bool = True) -> dict[float, dict[str, np.ndarray]]:
-    """{level: {layer name: bool mask of its kernel (True = kept)}} for the sparsifiable layers of `model`, from
-    its current weights: the masks set_sparsity applies and fit_dsnn trains."""
+                keep_last: bool = True, depthwise: bool = True, ranks: dict[str, np.ndarray] | None = None
+                ) -> dict[float, dict[str, np.ndarray]]:
+    """{level: {layer name: bool mask of its kernel (True = kept)}} for the sparsifiable layers of `model`: the
+    masks set_sparsity applies and fit_dsnn trains. ranks: the ranking a DSNN run ended with ({layer name: rank
+    array}, _DsnnTrainer.level_ranks); without it, the ranking of the current weights' magnitudes."""
     levels = [_check_level(s) for s in levels]
     out: dict[float, dict[str, np.ndarray]] = {s: {} for s in levels}
     for layer in sparsifiable_layers(model, keep_first, keep_last, depthwise):
         kernel = getattr(layer, kernel_attribute(layer)).numpy()
-        ranks = _ranks(kernel)
+        order = _ranks(kernel) if ranks is None else np.asarray(ranks[layer.name])
+        if order.shape != kernel.shape:
+            raise ModelError(f"{layer.name}: ranks of shape {order.shape} for a kernel of shape {kernel.shape}")
         for s in levels:
-            out[s][layer.name] = ranks < _kept(kernel.size, s)
+            out[s][layer.name] = order < _kept(kernel.size, s)
     return out
 
 
 def set_sparsity(model: keras.Model, level: float, *, keep_first: bool = True, keep_last: bool = True,
-                 depthwise: bool = True, bn_stats: dict[str, tuple[np.ndarray, ...]] | None = None
-                 ) -> keras.Model:
+                 depthwise: bool = True, bn_stats: dict[str, tuple[np.ndarray, ...]] | None = None,
+                 ranks: dict[str, np.ndarray] | None = None) -> keras.Model:
     """A plain clone of `model` (same classes, layer names and config) whose sparsifiable kernels are masked at
     `level` (no retraining): exactly round(level * n) zeros more per layer of n weights (fewer only where weights
     were zero already), other weights copied. `model` is left as it is. Use the keep_first / keep_last /
     depthwise that fit_dsnn trained with. bn_stats: {BN layer name: (moving mean, moving variance)} of this level
     (level_bn_statistics), or (mean, variance, gamma, beta) with the level's own scale and offset (private_bn);
-    without it the clone keeps `model`'s own."""
+    without it the clone keeps `model`'s own. ranks: the DSNN run's final ranking (level_masks)."""
     level = _check_level(level)
-    masks = level_masks(model, [level], keep_first=keep_first, keep_last=keep_last, depthwise=depthwise)[level]
+    masks = level_masks(model, [level], keep_first=keep_first, keep_last=keep_last, depthwise=depthwise,
+                        ranks=ranks)[level]
     clone = keras.models.clone_model(model)
     for layer in clone.layers:
         layer.set_weights(model.get_layer(layer.name).get_weights())
@@ -149,13 +157,14 @@ def set_sparsity(model: keras.Model, level: float, *, keep_first: bool = True, k
 
 def level_bn_statistics(model: keras.Model, level: float, batches: Sequence[np.ndarray], *, keep_first: bool = True,
                         keep_last: bool = True, depthwise: bool = True,
-                        bn_affine: dict[str, tuple[np.ndarray, np.ndarray]] | None = None
-                        ) -> dict[str, tuple[np.ndarray, ...]]:
+                        bn_affine: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
+                        ranks: dict[str, np.ndarray] | None = None) -> dict[str, tuple[np.ndarray, ...]]:
     """{BN layer name: (mean, variance)} of each BatchNormalization's input over `batches` (feature arrays) in the
     model masked at `level`, in graph order: each BN is measured after its predecessors got this level's
     statistics, so the result is the level's own population statistics. bn_affine: the level's own {name: (gamma,
-    beta)} (private_bn); they are applied while measuring and appended to each result."""
-    clone = set_sparsity(model, level, keep_first=keep_first, keep_last=keep_last, depthwise=depthwise)
+    beta)} (private_bn); they are applied while measuring and appended to each result. ranks: as set_sparsity."""
+    clone = set_sparsity(model, level, keep_first=keep_first, keep_last=keep_last, depthwise=depthwise,
+                         ranks=ranks)
     for name, (gamma, beta) in (bn_affine or {}).items():
         clone.get_layer(name).gamma.assign(gamma)
         clone.get_layer(name).beta.assign(beta)
@@ -180,7 +189,8 @@ class _DsnnTrainer(keras.Model):
     """Wraps the model to train; its variables are the model's own (shared), plus one rank table per layer.
 
     train_step: the sandwich rule (module docstring). test_step: every level, each level's loss reported as
-    `loss_<level>` and their mean as `loss`. evaluate() first recomputes the masks from the current weights.
+    `loss_<level>` and their mean as `loss`. evaluate() first recomputes the masks from the current weights,
+    unless they are frozen (`frozen`, set by _MaskUpdates at DsnnConfig.mask_end_fraction).
     """
 
     def __init__(self, model: keras.Model, cfg: DsnnConfig, layer_names: Sequence[str], seed: int,
@@ -199,6 +209,7 @@ class _DsnnTrainer(keras.Model):
             self.sizes.append(int(np.prod(kernel.shape)))
             self.ranks.append(tf.Variable(tf.zeros(kernel.shape, tf.int32), trainable=False, name=f"{name}_rank"))
             self.keep.append(tf.constant([_kept(int(np.prod(kernel.shape)), s) for s in self.levels], tf.int32))
+        self.frozen = False
         self.update_masks()
         # private_bn: one row of scale and offset per level for every BN layer, read through tf.gather(., level).
         bns = [layer for layer in model.layers if isinstance(layer, L.BatchNormalization) and cfg.private_bn]
@@ -224,8 +235,15 @@ class _DsnnTrainer(keras.Model):
         return {s: {name: (gamma[j].numpy(), beta[j].numpy()) for name, (gamma, beta) in
                     zip(self.bn_names, self.bn_affine)} for j, s in enumerate(self.levels)}
 
+    def level_ranks(self) -> dict[str, np.ndarray]:
+        """{layer name: rank of each kernel weight}: the ranking every level's mask cuts (set_sparsity's ranks)."""
+        return {name: ranks.numpy() for name, ranks in zip(self.layer_names, self.ranks)}
+
     def update_masks(self) -> None:
-        """Ranks recomputed from the current (dense) weights: the masks of every level follow."""
+        """Ranks recomputed from the current (dense) weights, the masks of every level following; not once
+        frozen."""
+        if self.frozen:
+            return
         for name, ranks in zip(self.layer_names, self.ranks):
             ranks.assign(_ranks(self._kernel(name).numpy()))
 
@@ -339,17 +357,20 @@ def _soft_loss(teacher, logits, sample_weight):
 
 class _MaskUpdates(keras.callbacks.Callback):
     """Recomputes the trainer's masks at every epoch start (every_steps None) or every `every_steps` steps, and at
-    the end of training."""
+    the end of training; freezes them from step `freeze_step` on (None: never)."""
 
-    def __init__(self, trainer: _DsnnTrainer, every_steps: int | None):
+    def __init__(self, trainer: _DsnnTrainer, every_steps: int | None, freeze_step: int | None = None):
         super().__init__()
-        self.trainer, self.every_steps, self.step = trainer, every_steps, 0
+        self.trainer, self.every_steps, self.freeze_step, self.step = trainer, every_steps, freeze_step, 0
 
     def on_epoch_begin(self, epoch, logs=None):
         if self.every_steps is None:
             self.trainer.update_masks()
 
     def on_train_batch_begin(self, batch, logs=None):
+        if self.freeze_step is not None and self.step == self.freeze_step:
+            self.trainer.update_masks()  # the ranking of the weights as they are here, kept from now on
+            self.trainer.frozen = True
         if self.every_steps is not None and self.step % self.every_steps == 0:
             self.trainer.update_masks()
         self.step += 1
@@ -371,7 +392,7 @@ def fit_dsnn(model: keras.Model, cfg: DsnnConfig, dataset, *, epochs: int, optim
     its own statistics with level_bn_statistics afterwards). The History's logs hold `loss` (mean over the
     visited levels) and `loss_<level>` (a level's mean over the steps that visited it; 0 if none did), `val_` the
     same over every level; `history.model` is the trainer, whose evaluate() reports the same for any data. Then
-    set_sparsity(model, level) gives each level's model.
+    set_sparsity(model, level, ranks=history.model.level_ranks()) gives each level's model.
     """
     if mask_update_steps is not None and mask_update_steps < 1:
         raise ConfigError(f"mask_update_steps must be >= 1 or None, got {mask_update_steps}")
@@ -381,8 +402,12 @@ def fit_dsnn(model: keras.Model, cfg: DsnnConfig, dataset, *, epochs: int, optim
     steps = steps_per_epoch or (int(dataset.cardinality()) if isinstance(dataset, tf.data.Dataset) else 0)
     if cfg.ramp_fraction and steps < 1:
         raise ConfigError("fit_dsnn: the dataset's length is unknown; pass steps_per_epoch (the ramp needs it)")
+    if cfg.mask_end_fraction < 1.0 and steps < 1:
+        raise ConfigError("fit_dsnn: the dataset's length is unknown; pass steps_per_epoch (mask_end_fraction "
+                          "needs it)")
     trainer = _DsnnTrainer(model, cfg, [layer.name for layer in layers], seed,
                            ramp_steps=int(round(cfg.ramp_fraction * epochs * steps)))
     trainer.compile(optimizer=optimizer, loss=loss)
+    freeze = int(round(cfg.mask_end_fraction * epochs * steps)) if cfg.mask_end_fraction < 1.0 else None
     return trainer.fit(dataset, epochs=epochs, steps_per_epoch=steps_per_epoch, validation_data=validation,
-                       callbacks=[_MaskUpdates(trainer, mask_update_steps), *callbacks], verbose=verbose)
+                       callbacks=[_MaskUpdates(trainer, mask_update_steps, freeze), *callbacks], verbose=verbose)

@@ -22,7 +22,7 @@ from kws_zoo.compress.dsnn import fit_dsnn, level_bn_statistics, set_sparsity
 from kws_zoo.compress.pruning import KeepZeros, prune_model, pruning_callbacks, strip_pruning
 from kws_zoo.compress.qat import qat_scope, quantize_model, strip_qat
 from kws_zoo.core.compat import keras
-from kws_zoo.core.config import to_dict
+from kws_zoo.core.config import from_dict, to_dict
 from kws_zoo.core.errors import ConfigError, RunDirError
 from kws_zoo.core.files import atomic_save_keras, atomic_write_bytes, atomic_write_json
 from kws_zoo.data.pipeline import features_for
@@ -71,12 +71,13 @@ def compress_run(run_dir: str, recipe: Recipe | None = None, *, progress: bool =
                  loss=loss_for(recipe, len(data.labels)), validation=validation_dataset(recipe, data),
                  seed=recipe.seed, callbacks=bar, depthwise=cfg.dsnn.depthwise)
         batches = [x for x, _ in train_dataset(recipe, data, recipe.schedule.epochs).take(BN_CALIBRATION_BATCHES)]
-        affine = history.model.level_bn_affine()
+        affine, ranks = history.model.level_bn_affine(), history.model.level_ranks()
         stats = {level: level_bn_statistics(model, level, batches, depthwise=cfg.dsnn.depthwise,
-                                            bn_affine=affine[level]) for level in cfg.dsnn.levels}
+                                            bn_affine=affine[level], ranks=ranks) for level in cfg.dsnn.levels}
         write_bn_stats(run_dir, stats)
+        _write_npz(os.path.join(run_dir, rundir.DSNN_RANKS), ranks)
         summary["levels"] = {f"{level:g}": keras_accuracy(set_sparsity(model, level, depthwise=cfg.dsnn.depthwise,
-                                                                       bn_stats=stats[level]), *test)
+                                                                       bn_stats=stats[level], ranks=ranks), *test)
                              for level in cfg.dsnn.levels}
         stages["dsnn_dense"] = summary["levels"][f"{cfg.dsnn.levels[0]:g}"]
     if cfg.qat is not None:
@@ -98,9 +99,14 @@ def compress_run(run_dir: str, recipe: Recipe | None = None, *, progress: bool =
 
 def same_settings(recorded: dict, cfg: CompressConfig) -> bool:
     """Whether a finished stage ran with `cfg`, judged on what the method reads: a DSNN setting added or changed
-    leaves a finished pruning or QAT stage valid, and the other way round."""
+    leaves a finished pruning or QAT stage valid, and the other way round. A setting added since the stage ran
+    counts with its default."""
     def used(settings: dict) -> dict:
         return {k: v for k, v in settings.items() if k not in METHODS or k == settings["method"]}
+    try:
+        recorded = to_dict(from_dict(CompressConfig, recorded))
+    except ConfigError:  # a setting since removed
+        return False
     return used(recorded) == used(to_dict(cfg))
 
 
@@ -135,7 +141,8 @@ def deployed_model(run_dir: str, summary: dict, compressed: keras.Model) -> kera
     """What export converts to the device's int8: the QAT or pruned model as the stage left it, or a DSNN run's
     densest level (its other levels: dsnn_level)."""
     if summary["compress"]["method"] == "dsnn":
-        return dsnn_level(compressed, summary, read_bn_stats(run_dir), summary["compress"]["dsnn"]["levels"][0])
+        return dsnn_level(compressed, summary, read_bn_stats(run_dir), summary["compress"]["dsnn"]["levels"][0],
+                          read_ranks(run_dir))
     return compressed
 
 
@@ -150,22 +157,37 @@ def deployed_float(run_dir: str, recipe: Recipe) -> keras.Model | None:
     return strip_qat(model) if summary["compress"]["qat"] is not None else model
 
 
-def dsnn_level(model: keras.Model, summary: dict, bn_stats: dict, level: float) -> keras.Model:
-    """A DSNN run's model at `level`: its masks, its BN statistics (bn_stats: read_bn_stats of the run), BN folded
-    (the form export converts)."""
+def dsnn_level(model: keras.Model, summary: dict, bn_stats: dict, level: float,
+               ranks: dict[str, np.ndarray] | None) -> keras.Model:
+    """A DSNN run's model at `level`: its masks (ranks: read_ranks of the run), its BN statistics (bn_stats:
+    read_bn_stats of the run), BN folded (the form export converts)."""
     return reparameterize(set_sparsity(model, level, depthwise=summary["compress"]["dsnn"]["depthwise"],
-                                       bn_stats=bn_stats[float(level)]))
+                                       bn_stats=bn_stats[float(level)], ranks=ranks))
 
 
 _BN_PARTS = ("mean", "variance", "gamma", "beta")  # the order of set_sparsity's bn_stats; the last two: private_bn
 
 
-def write_bn_stats(run_dir: str, stats: dict[float, dict[str, tuple]]) -> None:
-    arrays = {f"{level:g}/{name}/{part}": array for level, by_layer in stats.items()
-              for name, values in by_layer.items() for part, array in zip(_BN_PARTS, values)}
+def _write_npz(path: str, arrays: dict[str, np.ndarray]) -> None:
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
-    atomic_write_bytes(os.path.join(run_dir, rundir.DSNN_BN_STATS), buffer.getvalue())
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def write_bn_stats(run_dir: str, stats: dict[float, dict[str, tuple]]) -> None:
+    _write_npz(os.path.join(run_dir, rundir.DSNN_BN_STATS),
+               {f"{level:g}/{name}/{part}": array for level, by_layer in stats.items()
+                for name, values in by_layer.items() for part, array in zip(_BN_PARTS, values)})
+
+
+def read_ranks(run_dir: str) -> dict[str, np.ndarray] | None:
+    """The weight ranking a DSNN run's masks cut; None for a run that predates the file (its masks are then the
+    final weights' own ranking, which is what those runs trained at the end)."""
+    path = os.path.join(run_dir, rundir.DSNN_RANKS)
+    if not os.path.exists(path):
+        return None
+    with np.load(path) as f:
+        return {name: f[name] for name in f.files}
 
 
 def read_bn_stats(run_dir: str) -> dict[float, dict[str, tuple[np.ndarray, np.ndarray]]]:

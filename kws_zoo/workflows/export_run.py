@@ -34,7 +34,7 @@ from kws_zoo.recipe import Recipe, load_recipe
 from kws_zoo.rundir import ModelInfo
 from kws_zoo.train import PreparedData, prepare_data
 from kws_zoo.workflows.compress_run import (compressed_summary, deployed_model, dsnn_level, load_compressed,
-                                            read_bn_stats)
+                                            read_bn_stats, read_ranks)
 from kws_zoo.workflows.export_compressed import compressed_int8, compression_card, dsnn_levels
 
 REPRESENTATIVE_EXAMPLES = 500
@@ -87,7 +87,8 @@ def export_run(run_dir: str, out_dir: str | None = None, progress: bool = True, 
     if compressed is not None:
         card["compress"] = compression_card(summary, forms.int8_bytes, check["tflm_accuracy"], feats.test, out_dir)
         if summary["compress"]["method"] == "dsnn":
-            level_model = functools.partial(dsnn_level, compressed, summary, read_bn_stats(run_dir))
+            level_model = functools.partial(dsnn_level, compressed, summary, read_bn_stats(run_dir),
+                                            ranks=read_ranks(run_dir))
             card["compress"]["levels"] = dsnn_levels(level_model, summary, feats.calibration, REPRESENTATIVE_EXAMPLES,
                                                      feats.test, feats.test_labels, out_dir)
     extra = _extra_evaluations(run.recipe, run.model, forms.int8_bytes, data.labels, check["arena_size"], out_dir,

@@ -332,3 +332,42 @@ def test_private_bn_trains_each_levels_own_scale_and_offset():
         stats = level_bn_statistics(model, s, [x], bn_affine=affine[s])
         np.testing.assert_array_equal(stats["bn"][2], affine[s]["bn"][0])
         np.testing.assert_array_equal(stats["bn"][3], affine[s]["bn"][1])
+
+
+def test_masks_freeze_at_mask_end_fraction_and_the_frozen_ranking_deploys():
+    """DsnnConfig.mask_end_fraction: from that step on the ranking stays as it was there (the weights keep
+    moving, so their own ranking parts from it); set_sparsity with the trainer's ranks deploys exactly the masks
+    that trained, and what it computes is what the trainer reports per level."""
+    keras.utils.set_random_seed(8)
+    model = band_model()
+    x, y = band_data(256, seed=5)
+    data = tf.data.Dataset.from_tensor_slices((x, y)).batch(32)  # 8 steps an epoch
+    cfg = DsnnConfig(levels=LEVELS, levels_per_step=4, ramp_fraction=0.25, mask_end_fraction=0.5)
+    seen = {}
+
+    class Spy(keras.callbacks.Callback):  # the ranks right after the freeze step's own update
+        def on_train_batch_end(self, batch, logs=None):
+            if int(self.model.optimizer.iterations.numpy()) == 17:
+                seen.update(self.model.level_ranks())
+
+    history = fit_dsnn(model, cfg, data, epochs=4, optimizer=keras.optimizers.Adam(5e-3), loss=LOSS,
+                       callbacks=[Spy()])
+    trainer = history.model
+    assert trainer.frozen
+    ranks = trainer.level_ranks()
+    assert set(ranks) == set(SPARSE)
+    for name in SPARSE:
+        np.testing.assert_array_equal(ranks[name], seen[name])
+    own = level_masks(model, LEVELS)
+    frozen = level_masks(model, LEVELS, ranks=ranks)
+    assert any(not np.array_equal(own[s][n], frozen[s][n]) for s in LEVELS[1:] for n in SPARSE)
+    reported = trainer.evaluate(x, y, batch_size=32, return_dict=True, verbose=0)
+    np.testing.assert_array_equal(trainer.level_ranks()["pw"], ranks["pw"])  # evaluate() leaves frozen masks
+    for s in LEVELS:
+        level = set_sparsity(model, s, ranks=ranks)
+        np.testing.assert_array_equal(kernels(level)["pw"] != 0, frozen[s]["pw"] & (kernels(model)["pw"] != 0))
+        assert reported[f"loss_{s:g}"] == pytest.approx(float(LOSS(y, level(x, training=False))), rel=1e-4), s
+    with pytest.raises(ModelError, match="shape"):
+        set_sparsity(model, 0.5, ranks={**ranks, "pw": ranks["pw"].ravel()})
+    with pytest.raises(ConfigError, match="mask_end_fraction"):
+        DsnnConfig(ramp_fraction=0.5, mask_end_fraction=0.4)

@@ -6,12 +6,14 @@ import numpy as np
 import pytest
 
 from kws_zoo import cli, rundir
+from kws_zoo.core.config import to_dict
 from kws_zoo.core.errors import RunDirError
 from kws_zoo.device.flatbuffer import weight_sparsity
 from kws_zoo.recipe import recipe_from_dict
 from kws_zoo.train import prepare_data, validation_dataset
 from kws_zoo.workflows.compare import compression_columns
-from kws_zoo.workflows.compress_run import compress_run, deployed_float, load_compressed, read_bn_stats
+from kws_zoo.workflows.compress_run import (compress_run, deployed_float, dsnn_level, load_compressed, read_bn_stats,
+                                            read_ranks, same_settings)
 from kws_zoo.workflows.export_run import export_run
 
 from helpers import make_tone_corpus, tiny_recipe_dict
@@ -21,8 +23,8 @@ pytestmark = pytest.mark.xdist_group("test_compress_run")
 
 PRUNE_QAT = {"method": "prune", "prune": {"sparsity": 0.5, "frequency": 5}, "qat": {"weight_bits": 8},
              "epochs": 2, "learning_rate": 1e-3}
-DSNN = {"method": "dsnn", "dsnn": {"levels": [0.0, 0.5, 0.75], "levels_per_step": 2, "private_bn": True},
-        "epochs": 2}
+DSNN = {"method": "dsnn", "dsnn": {"levels": [0.0, 0.5, 0.75], "levels_per_step": 2, "private_bn": True,
+                                   "mask_end_fraction": 0.75}, "epochs": 2}
 
 
 @pytest.fixture(scope="module")
@@ -83,6 +85,10 @@ def test_same_settings_do_not_run_again_and_new_ones_do(run):
     before = os.path.getmtime(run_dir / rundir.COMPRESSED_MODEL)
     assert compress_run(str(run_dir), recipe, progress=False)["accuracy"]
     assert os.path.getmtime(run_dir / rundir.COMPRESSED_MODEL) == before
+    recorded = to_dict(recipe.compress)
+    del recorded["dsnn"]["mask_end_fraction"]  # a stage recorded before a setting existed: its default holds
+    assert same_settings(recorded, recipe.compress)
+    assert not same_settings({**recorded, "retired_setting": 1}, recipe.compress)
 
 
 def test_deployed_float_is_what_the_int8_model_holds(run):
@@ -107,6 +113,13 @@ def test_dsnn_exports_one_model_per_level_from_one_checkpoint(run, tmp_path):
     assert set(summary["levels"]) == {"0", "0.5", "0.75"}
     stats = read_bn_stats(str(run_dir))  # each level's BN statistics, and (private_bn) its own scale and offset
     assert {len(parts) for by_layer in stats.values() for parts in by_layer.values()} == {4}
+    ranks = read_ranks(str(run_dir))  # the ranking frozen at 75% of the steps: what every level's masks cut
+    half = dsnn_level(load_compressed(str(run_dir)), summary, stats, 0.5, ranks)  # what export converts
+    assert ranks
+    for name, order in ranks.items():
+        assert sorted(order.ravel()) == list(range(order.size))
+        kernel = half.get_layer(name).kernel.numpy()
+        np.testing.assert_array_equal(kernel == 0, order >= order.size - round(0.5 * order.size))
     (run_dir / rundir.RECIPE).write_text(json.dumps(recipe.to_dict()))  # the run now holds the DSNN recipe
     out = tmp_path / "export"
     cli.main(["export", str(run_dir), "--out", str(out), "--json"])
