@@ -230,7 +230,7 @@ def copy_training(trained_dir: str, run_dir: str, recipe: Recipe) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
         shutil.copytree(trained_dir, tmp, ignore=shutil.ignore_patterns(
             rundir.EXPORT_DIR, rundir.STREAM_DIR, "long_audio*", rundir.COMPRESSED_MODEL, rundir.COMPRESS_SUMMARY,
-            "*.partial*"))
+            rundir.DSNN_BN_STATS, rundir.DSNN_RANKS, "*.partial*"))
         shutil.rmtree(run_dir, ignore_errors=True)  # nothing finished lives there: it has no checkpoint
         os.replace(tmp, run_dir)
     _check_run_dir(run_dir, recipe)

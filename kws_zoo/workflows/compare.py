@@ -121,12 +121,13 @@ def compare(recipes, out_dir: str, epochs: int | None = None, callgrind: bool = 
     if duplicates:
         raise RecipeError(f"recipe names must be distinct (they name the run dirs): {duplicates}")
     os.makedirs(out_dir, exist_ok=True)
-    rows, trained = [], {}  # trained: training key -> a finished run dir of it, shared by compress variants
+    # trained: training key -> a finished run dir of it, shared by compress variants (also those of earlier runs)
+    rows, trained = [], finished_trainings(out_dir)
     for i, recipe in enumerate(loaded, 1):
         tag = f"[{i}/{len(loaded)}] {recipe.name}"
         run_dir = run_dir_for(recipe, out_dir)
         key = training_key(recipe.training_dict())
-        if key in trained:  # a compress variant of an earlier recipe: its training, this recipe's recipe.json
+        if key in trained and trained[key] != run_dir:  # a compress variant: that training, this recipe.json
             if not training_finished(run_dir, recipe):
                 _say(progress, f"{tag}: same training as {trained[key]}, copied; only the compression stage runs")
             copy_training(trained[key], run_dir, recipe)
@@ -155,6 +156,24 @@ def compare(recipes, out_dir: str, epochs: int | None = None, callgrind: bool = 
     write_outputs(rows, out_dir, epochs=epochs, callgrind=callgrind)
     _say(progress, f"wrote {os.path.join(out_dir, 'compare.md')}, compare.json, compare.png")
     return rows
+
+
+def finished_trainings(out_dir: str) -> dict[str, str]:
+    """{training key: run dir} of the finished trainings already in out_dir: per key, a run without a compression
+    stage if there is one, else the first by name."""
+    found: dict[str, tuple[bool, str]] = {}
+    for entry in sorted(os.listdir(out_dir)):
+        run_dir = os.path.join(out_dir, entry)
+        if entry.endswith(".partial") or not os.path.isfile(os.path.join(run_dir, rundir.RECIPE)):
+            continue
+        try:
+            recipe = load_recipe(os.path.join(run_dir, rundir.RECIPE))
+        except RecipeError:
+            continue  # written by another version: not reused
+        key = training_key(recipe.training_dict())
+        if training_finished(run_dir, recipe) and (key not in found or found[key][0] > recipe.compress.active):
+            found[key] = (recipe.compress.active, run_dir)
+    return {key: run_dir for key, (_, run_dir) in found.items()}
 
 
 def _settings(recipe: Recipe) -> dict:

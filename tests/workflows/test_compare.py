@@ -99,6 +99,24 @@ def test_rerun_reuses_training_and_export(compared, monkeypatch):
     assert time.time() - start < 30
 
 
+def test_a_new_recipe_with_finished_training_in_out_dir_copies_it(compared, tmp_path, monkeypatch):
+    """A recipe differing only in name (or compression) compared on its own into an out dir that holds its
+    training reuses that training instead of training again."""
+    recipes, out, rows, _ = compared
+    assert set(cmp.finished_trainings(out).values()) == {r["run_dir"] for r in rows}
+    other_out = str(tmp_path / "out")
+    shutil.copytree(rows[0]["run_dir"], os.path.join(other_out, os.path.basename(rows[0]["run_dir"])))
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("trained again")
+
+    monkeypatch.setattr(cmp, "train", forbidden)
+    twin = recipes[0].replace(name=f"{recipes[0].name}_twin")
+    [row] = cmp.compare([twin], other_out, progress=False)
+    assert _history(row["run_dir"]) == _history(rows[0]["run_dir"])
+    assert row["accuracy_tflm_int8"] == rows[0]["accuracy_tflm_int8"]
+
+
 def test_stale_model_card_is_re_exported(compared, tmp_path, monkeypatch):
     """A card from an older export (missing a field) is redone; the finished training is still reused."""
     recipes, _, rows, _ = compared
