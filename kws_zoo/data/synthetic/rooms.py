@@ -144,9 +144,9 @@ def make_room_copy(corpus: str, out_dir: str, *, copies: int = 1, seed: int = 0,
     out = Path(out_dir)
     if out.resolve() == Path(corpus).resolve():
         raise DataError(f"{out_dir}: the copy must not overwrite its source corpus")
-    card = {"version": ROOMS_VERSION, "source": str(Path(corpus).resolve()), "seed": seed,
-            "settings": dataclasses.asdict(cfg)}
+    card = {"version": ROOMS_VERSION, "seed": seed, "settings": dataclasses.asdict(cfg)}
     _claim(out, card)
+    card["source"] = str(corpus)  # for the reader; a moved checkout still resumes its copy
     jobs = []
     for example in train:
         source = Path(example.path)
@@ -170,7 +170,7 @@ def make_room_copy(corpus: str, out_dir: str, *, copies: int = 1, seed: int = 0,
 
 
 def _claim(out: Path, card: dict) -> None:
-    """Refuses an out_dir holding clips made another way (version, source, seed or settings); drops the partial
+    """Refuses an out_dir holding clips made another way (version, seed or settings); drops the partial
     files a killed run left."""
     path = out / CARD
     if path.exists():
