@@ -121,10 +121,58 @@ def _cmd_teacher(args) -> None:
 
 
 def _cmd_export(args) -> None:
+    from kws_zoo.core.errors import ConfigError
     from kws_zoo.workflows.export_run import export_run, format_card
+    from kws_zoo.workflows.firmware import write_run_firmware
 
-    card = export_run(args.run_dir, out_dir=args.out, progress=not args.json, callgrind=args.callgrind)
-    print(json.dumps(card, indent=2) if args.json else format_card(card))
+    if args.pretrained:  # released models are exported already; their files in the cache stay as verified
+        if not args.firmware:
+            raise ConfigError(f"{args.pretrained} is a pretrained model, exported when released: its files are in "
+                              f"{args.run_dir}; `--firmware DIR` writes its firmware folder")
+    else:
+        card = export_run(args.run_dir, out_dir=args.out, progress=not args.json, callgrind=args.callgrind)
+        print(json.dumps(card, indent=2) if args.json else format_card(card))
+    if args.firmware:
+        folder = write_run_firmware(args.run_dir, args.firmware, stream=args.stream)
+        if args.json and args.pretrained:
+            print(json.dumps(folder, indent=2))
+        elif not args.json:
+            print(f"firmware folder {args.firmware}: {', '.join(folder['model_data'])}, {folder['op_resolver']}, "
+                  f"{folder['readme']}; arena {folder['arena_bytes_measured']:,} bytes measured, "
+                  f"{folder['arena_bytes']:,} to allocate; flash {folder['flash_bytes']:,} bytes")
+
+
+def _cmd_pretrained(args) -> None:
+    from kws_zoo import hub
+    from kws_zoo.core.errors import ConfigError
+    from kws_zoo.hub.listing import entry_details, pretrained_table
+    from kws_zoo.hub.registry import REGISTRY_FILE
+
+    if args.action == "list":
+        entries = [hub.pretrained_entry(n) for n in hub.list_pretrained(args.name or "*")]
+        print(json.dumps([e.to_dict() for e in entries], indent=2) if args.json else pretrained_table(entries))
+    elif args.action == "info":
+        entry = hub.pretrained_entry(_required_name(args))
+        print(json.dumps(entry.to_dict(), indent=2) if args.json else entry_details(entry))
+    elif args.action == "download":
+        folder = hub.download(_required_name(args), progress=not args.json)
+        print(json.dumps({"name": args.name, "path": folder}) if args.json else folder)
+    else:
+        from kws_zoo.workflows.release import release_run
+
+        if not args.run_dir:
+            raise ConfigError("pretrained release needs --run RUN_DIR")
+        entry = release_run(args.run_dir, _required_name(args), license=args.license, description=args.description)
+        print(json.dumps(entry.to_dict(), indent=2) if args.json else f"{entry.name}: {entry.file} "
+              f"({entry.size:,} bytes, sha256 {entry.sha256}) -> {REGISTRY_FILE}")
+
+
+def _required_name(args) -> str:
+    from kws_zoo.core.errors import ConfigError
+
+    if not args.name:
+        raise ConfigError(f"pretrained {args.action} needs a NAME (see `kws-zoo pretrained list`)")
+    return args.name
 
 
 def _cmd_compare(args) -> None:
@@ -297,12 +345,26 @@ def _add_parsers(sub) -> None:
     p.set_defaults(func=_cmd_teacher)
 
     p = sub.add_parser("export", help="int8 TFLite, TFLM verification, C array, op resolver, model card")
-    p.add_argument("run_dir")
+    p.add_argument("run_dir", help="run directory, or a pretrained name (with --firmware)")
     p.add_argument("--out", help="export directory (default RUN_DIR/export)")
+    p.add_argument("--firmware", metavar="DIR", help="also write the firmware folder: model_data.cc/.h, op "
+                                                     "resolver, measured arena, README")
+    p.add_argument("--stream", action="store_true", help="the firmware folder of the internal-state streaming "
+                                                         "model (RUN/stream, from `kws-zoo stream-export`)")
     p.add_argument("--callgrind", action="store_true",
                    help="also count instructions per invoke inside MicroInterpreter::Invoke (valgrind)")
     _json_flag(p)
     p.set_defaults(func=_cmd_export)
+
+    p = sub.add_parser("pretrained", help="released models: list, info NAME, download NAME (verified, cached); "
+                                          "release (maintainers)")
+    p.add_argument("action", choices=("list", "info", "download", "release"))
+    p.add_argument("name", nargs="?", help="pretrained name, e.g. ds_cnn.synthetic12 (a pattern for list)")
+    p.add_argument("--run", dest="run_dir", help="release: the finished, exported run to publish")
+    p.add_argument("--license", default="Apache-2.0", help="release: the model's license (default Apache-2.0)")
+    p.add_argument("--description", default="", help="release: one line for the registry")
+    _json_flag(p)
+    p.set_defaults(func=_cmd_pretrained)
 
     p = sub.add_parser("compare", help="train (or resume) and export several recipes; table of cost and accuracy")
     p.add_argument("recipes", nargs="+", help="recipe files or built-in recipe names")
@@ -370,6 +432,22 @@ def _add_parsers(sub) -> None:
     p.set_defaults(func=_cmd_stream_cost)
 
 
+def _resolve_pretrained(args) -> None:
+    """A MODEL or RUN_DIR argument that names a released model becomes its verified folder in the cache."""
+    args.pretrained = None
+    if args.command == "pretrained":
+        return
+    for attr in ("model", "run_dir"):
+        value = getattr(args, attr, None)
+        if not value or os.path.exists(value) or "." not in value or value.endswith((".keras", ".tflite", ".json")):
+            continue
+        from kws_zoo import hub
+
+        if hub.is_pretrained_name(value):
+            args.pretrained = value
+            setattr(args, attr, hub.download(value, progress=not getattr(args, "json", False)))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kws-zoo", description=__doc__.splitlines()[0])
     _add_parsers(parser.add_subparsers(dest="command", required=True))
@@ -379,6 +457,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> None:
     args = build_parser().parse_args(argv)
     try:
+        _resolve_pretrained(args)
         args.func(args)
     except USER_ERRORS as err:
         if os.environ.get("KWS_ZOO_DEBUG"):

@@ -72,6 +72,11 @@ class EngineMissing(EngineError):
     """A TTS binary or voice is not installed; the message names the apt package."""
 
 
+class DownloadError(KwsZooError, RuntimeError):
+    """A pretrained file that could not be fetched or failed its check (hash, size, archive member); nothing of
+    it is left in the cache. The message names the file and every URL tried."""
+
+
 class ToolMissing(KwsZooError, RuntimeError):
     """A command-line tool kws_zoo runs (valgrind) is not installed; the message names it."""
 
