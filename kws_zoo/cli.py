@@ -146,7 +146,7 @@ def _cmd_pretrained(args) -> None:
     from kws_zoo import hub
     from kws_zoo.core.errors import ConfigError
     from kws_zoo.hub.listing import entry_details, pretrained_table
-    from kws_zoo.hub.registry import REGISTRY_FILE
+    from kws_zoo.hub.registry import registry_file
 
     if args.action == "list":
         entries = [hub.pretrained_entry(n) for n in hub.list_pretrained(args.name or "*")]
@@ -164,7 +164,7 @@ def _cmd_pretrained(args) -> None:
             raise ConfigError("pretrained release needs --run RUN_DIR")
         entry = release_run(args.run_dir, _required_name(args), license=args.license, description=args.description)
         print(json.dumps(entry.to_dict(), indent=2) if args.json else f"{entry.name}: {entry.file} "
-              f"({entry.size:,} bytes, sha256 {entry.sha256}) -> {REGISTRY_FILE}")
+              f"({entry.size:,} bytes, sha256 {entry.sha256}) -> {registry_file()}")
 
 
 def _required_name(args) -> str:

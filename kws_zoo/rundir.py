@@ -6,8 +6,10 @@ record for the `kws_zoo.json` that sits beside every model form (labels, fronten
                         model_compressed.keras  compress_summary.json  dsnn_bn_stats.npz  dsnn_ranks.npz  (compress)
       export/           kws_zoo.json  recipe.json  model_int8.tflite  model_float.tflite  model_inference.keras
                         model_int8_lut.tflite  model_int8_sparsityNN.tflite   (compressed runs)
+                        model_int8_ternary_op.tflite   (ternary runs, `kws-zoo pretrained release`)
                         model_card.json/.md  report_tflm_int8.json  confusion_tflm_int8.png  <name>_model.cc/.h
                         confusion_<extra eval kind>_tflm_int8.png
+      firmware/ firmware_stream/ firmware_ternary_op/   model_data.cc/.h, op resolver, README (kws_zoo.workflows.firmware)
       stream/           kws_zoo.json  model_window_int8.tflite  model_stream_{external,internal}_int8.tflite
                         stream_card.json  drift.json  drift.png
       long_audio[_tflm]/ report.json  det.png  (stream.wav  events.json)
@@ -44,10 +46,15 @@ INFERENCE_MODEL = "model_inference.keras"
 TFLITE_FLOAT = "model_float.tflite"
 TFLITE_INT8 = "model_int8.tflite"
 TFLITE_INT8_LUT = "model_int8_lut.tflite"  # the TFLM deployable: LUT weight compression where it pays, trimmed
+TFLITE_INT8_TERNARY_OP = "model_int8_ternary_op.tflite"  # ternary 1x1 convs as KWS_TERNARY_1X1 (seed, no matrix)
 MODEL_CARD = "model_card.json"
 MODEL_CARD_MD = "model_card.md"
 TFLM_REPORT = "report_tflm_int8.json"
 TFLM_CONFUSION = "confusion_tflm_int8.png"
+
+FIRMWARE_DIR = "firmware"  # the whole-window int8 model's firmware folder (also in a pretrained archive)
+STREAM_FIRMWARE_DIR = "firmware_stream"  # the internal-state streaming model's
+TERNARY_OP_FIRMWARE_DIR = "firmware_ternary_op"  # the ternary model with KWS_TERNARY_1X1 (matrices from seeds)
 
 STREAM_DIR = "stream"
 STREAM_WINDOW = "model_window_int8.tflite"  # the whole-window reference the streaming forms are checked against

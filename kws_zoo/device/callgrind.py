@@ -52,12 +52,21 @@ def instructions_per_invoke(model_bytes: bytes, invokes: int = 5, arena_size: in
     arena = arena_size or 4 * len(model_bytes) + 64 * 1024
     with tempfile.TemporaryDirectory() as tmp:
         model_path, script_path = os.path.join(tmp, "m.tflite"), os.path.join(tmp, "run.py")
-        out_path = os.path.join(tmp, "callgrind.out")
         atomic_write_bytes(model_path, model_bytes)
         atomic_write_text(script_path, _SCRIPT)
+        return command_instructions_per_invoke(
+            [sys.executable, script_path, model_path, str(invokes), str(arena)], invokes, timeout_s)
+
+
+def command_instructions_per_invoke(command: list[str], invokes: int, timeout_s: float = 600.0) -> float:
+    """Mean instructions inside MicroInterpreter::Invoke of any program that invokes `invokes` times (the pip
+    interpreter above, or the C++ example of tflm/ built on the host)."""
+    if shutil.which("valgrind") is None:
+        raise ToolMissing("valgrind not found on PATH: install it with `apt-get install valgrind`")
+    with tempfile.TemporaryDirectory() as tmp:
+        out_path = os.path.join(tmp, "callgrind.out")
         cmd = ["valgrind", "--tool=callgrind", "--collect-atstart=no",
-               "--toggle-collect=*MicroInterpreter::Invoke*", f"--callgrind-out-file={out_path}",
-               sys.executable, script_path, model_path, str(invokes), str(arena)]
+               "--toggle-collect=*MicroInterpreter::Invoke*", f"--callgrind-out-file={out_path}", *command]
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
         if proc.returncode != 0 or not os.path.exists(out_path):
             raise RuntimeError(f"callgrind run failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
@@ -65,5 +74,5 @@ def instructions_per_invoke(model_bytes: bytes, invokes: int = 5, arena_size: in
             found = _TOTALS.search(f.read())
     if not found or int(found.group(1)) == 0:
         raise RuntimeError("callgrind collected no instructions; is MicroInterpreter::Invoke "
-                           "still an exported symbol of the tflite_micro extension?")
+                           "still an exported symbol of the program?")
     return int(found.group(1)) / invokes

@@ -257,7 +257,7 @@ def _drop_packed_quantization(model_bytes: bytes) -> bytes:
             if op.opcodeIndex in decode_codes:
                 for encoded in list(op.inputs)[0::2]:  # inputs are (encoded, ancillary) pairs
                     sub.tensors[encoded].quantization = None
-    return _pack(model, len(model_bytes))
+    return pack_model(model, len(model_bytes))
 
 
 def trim_for_tflm(model_bytes: bytes) -> bytes:
@@ -274,10 +274,10 @@ def trim_for_tflm(model_bytes: bytes) -> bytes:
             zero_points = getattr(tensor.quantization, "zeroPoint", None)
             if zero_points is not None and len(zero_points) > 1 and len(set(np.asarray(zero_points).tolist())) == 1:
                 tensor.quantization.zeroPoint = [int(zero_points[0])]
-    return _pack(model, len(model_bytes))
+    return pack_model(model, len(model_bytes))
 
 
-def _pack(model, size_hint: int) -> bytes:
+def pack_model(model, size_hint: int) -> bytes:
     """Serializes a schema object-API model, re-aligned with tflite_micro's flatbuffer alignment tool (Python
     flatbuffers ignores the schema's force_align)."""
     builder = flatbuffers.Builder(size_hint + 1024)

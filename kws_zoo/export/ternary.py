@@ -32,7 +32,7 @@ def _is_conv2d(model, op) -> bool:
     return op_name(model, op.OpcodeIndex()) == "CONV_2D"
 
 
-def _match(q: np.ndarray, matrix: np.ndarray) -> np.ndarray | None:
+def match_ternary(q: np.ndarray, matrix: np.ndarray) -> np.ndarray | None:
     """Per-channel magnitudes if int8 filter q [out, 1, 1, in] is `matrix` [in, out] times a nonzero
     per-channel factor (0 for channels whose column is all zero), else None."""
     if q.shape != (matrix.shape[1], 1, 1, matrix.shape[0]):
@@ -78,7 +78,7 @@ def exact_ternary_int8(model_bytes: bytes, matrices: Iterable[np.ndarray]) -> by
             continue  # not a constant inside the flatbuffer
         q = data.view(np.int8).reshape(tuple(filt.ShapeAsNumpy()))
         for k, matrix in enumerate(pending):
-            mags = _match(q, matrix)
+            mags = match_ternary(q, matrix)
             if mags is not None:
                 break
         else:

@@ -14,6 +14,7 @@ import os
 from kws_zoo.core.errors import ConfigError, ModelError
 
 REGISTRY_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pretrained.json")
+ENV_REGISTRY = "KWS_ZOO_REGISTRY"  # another registry file (a team's own releases) instead of the zoo's
 # Where the project publishes release files; KWS_ZOO_MIRROR puts another base URL first.
 RELEASE_BASE_URL = "https://github.com/kws-zoo/kws_zoo/raw/main/releases/pretrained-v1"
 RELEASE_FOLDER = os.path.join("releases", "pretrained-v1")  # the same files, in the repository
@@ -49,7 +50,7 @@ class PretrainedEntry:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - names)
         if unknown:
-            raise ConfigError(f"{REGISTRY_FILE}: entry {values.get('name')!r} has unknown keys {unknown}")
+            raise ConfigError(f"entry {values.get('name')!r} has unknown keys {unknown}")
         return cls(**{**values, "urls": tuple(values["urls"]), "labels": tuple(values["labels"]),
                       "forms": tuple(values["forms"])})
 
@@ -57,22 +58,24 @@ class PretrainedEntry:
 @functools.lru_cache(maxsize=4)
 def _read(path: str, mtime: float) -> dict[str, PretrainedEntry]:  # mtime: a release re-reads the file
     del mtime
+    if not os.path.exists(path):
+        return {}
     try:
         with open(path) as f:
-            records = json.load(f)["models"]
-    except FileNotFoundError:
-        return {}
-    except (ValueError, KeyError, TypeError) as err:
+            entries = [PretrainedEntry.from_dict(r) for r in json.load(f)["models"]]
+    except (ValueError, KeyError, TypeError) as err:  # ConfigError is a ValueError
         raise ConfigError(f"{path}: not a pretrained registry ({err})") from None
-    entries = [PretrainedEntry.from_dict(r) for r in records]
     return {e.name: e for e in entries}
 
 
 def registry(path: str | None = None) -> dict[str, PretrainedEntry]:
-    """{name: entry} of the registry file (default REGISTRY_FILE, looked up when called so tests can point it
-    elsewhere)."""
-    path = path or REGISTRY_FILE
+    """{name: entry} of the registry file: `path`, else $KWS_ZOO_REGISTRY, else the zoo's REGISTRY_FILE."""
+    path = path or registry_file()
     return _read(path, os.path.getmtime(path) if os.path.exists(path) else 0.0)
+
+
+def registry_file() -> str:
+    return os.environ.get(ENV_REGISTRY) or REGISTRY_FILE
 
 
 def list_pretrained(pattern: str = "*") -> list[str]:

@@ -28,14 +28,20 @@ def ternary_matrix(seed: int, in_channels: int, out_channels: int, sparsity: flo
         raise ConfigError(f"sparsity must be in [0, 1), got {sparsity}")
     if in_channels < 1 or out_channels < 1:
         raise ConfigError(f"channels must be positive, got {in_channels}x{out_channels}")
-    key = f"{int(seed)}:{int(in_channels)}:{int(out_channels)}:{float(sparsity)!r}".encode()
-    rng = np.random.default_rng(int.from_bytes(hashlib.sha256(key).digest()[:8], "little"))
+    rng = np.random.default_rng(matrix_key(seed, in_channels, out_channels, sparsity))
     n = in_channels * out_channels
     zeros = int(round(sparsity * n))
     flat = np.zeros(n, np.float32)
     nonzero = rng.permutation(n)[zeros:]
     flat[nonzero] = rng.choice(np.array([-1.0, 1.0], np.float32), size=n - zeros)
     return flat.reshape(in_channels, out_channels)
+
+
+def matrix_key(seed: int, in_channels: int, out_channels: int, sparsity: float) -> int:
+    """The 64-bit PCG64 seed of one matrix: the first 8 bytes (little endian) of sha256("seed:in:out:sparsity").
+    The TFLM kernel (tflm/kernels/ternary_rng.cc) regenerates the matrix from this number."""
+    key = f"{int(seed)}:{int(in_channels)}:{int(out_channels)}:{float(sparsity)!r}".encode()
+    return int.from_bytes(hashlib.sha256(key).digest()[:8], "little")
 
 
 @keras.saving.register_keras_serializable(package="kws_zoo")

@@ -24,7 +24,9 @@ from kws_zoo.hub import registry as hub_registry
 from kws_zoo.hub.registry import RELEASE_BASE_URL, RELEASE_FOLDER, PretrainedEntry, registry
 from kws_zoo.models.registry import get_entry
 from kws_zoo.models.saving import load_keras
-from kws_zoo.workflows.firmware import FIRMWARE_DIR, STREAM_FIRMWARE_DIR, write_run_firmware
+from kws_zoo.layers.ternary_pointwise import ternary_layers
+from kws_zoo.rundir import FIRMWARE_DIR, STREAM_FIRMWARE_DIR, TERNARY_OP_FIRMWARE_DIR
+from kws_zoo.workflows.firmware import write_run_firmware, write_ternary_op_firmware
 
 _TAG = re.compile(r"[a-z0-9][a-z0-9_]*")
 RUN_FILES = (rundir.METADATA, rundir.RECIPE, rundir.LABELS, rundir.MODEL, rundir.TRAIN_SUMMARY)
@@ -56,23 +58,27 @@ def release_run(run_dir: str, name: str, out_dir: str = RELEASE_FOLDER, license:
     firmware = write_run_firmware(run_dir, os.path.join(run_dir, FIRMWARE_DIR), stream=False)
     if streamed:
         write_run_firmware(run_dir, os.path.join(run_dir, STREAM_FIRMWARE_DIR), stream=True)
-    members = release_members(run_dir, streamed)
-    data = archive_bytes(run_dir, members, replace={rundir.MODEL: keras_without_optimizer(run_dir)})
+    model = keras_without_optimizer(run_dir)
+    ternary = bool(ternary_layers(model))
+    if ternary:
+        write_ternary_op_firmware(run_dir, os.path.join(run_dir, TERNARY_OP_FIRMWARE_DIR))
+    members = release_members(run_dir, streamed, ternary)
+    data = archive_bytes(run_dir, members, replace={rundir.MODEL: model_file_bytes(model)})
     file = f"{name}.tar.gz"
     os.makedirs(out_dir, exist_ok=True)
     atomic_write_bytes(os.path.join(out_dir, file), data)
     entry = PretrainedEntry(
         name=name, architecture=architecture, file=file, sha256=hashlib.sha256(data).hexdigest(), size=len(data),
         urls=(f"{base_url.rstrip('/')}/{file}",), labels=tuple(card["labels"]), frontend=card["frontend"],
-        clip_ms=card["clip_ms"], license=license, recipe=card["name"], forms=release_forms(card, streamed),
+        clip_ms=card["clip_ms"], license=license, recipe=card["name"], forms=release_forms(card, streamed, ternary),
         params=card["params"], macs=card["macs"], flash_bytes=card["flash_bytes"],
         arena_bytes=firmware["arena_bytes_measured"], metrics=card_metrics(card), description=description)
     update_registry(entry, registry_path)
     return entry
 
 
-def release_forms(card: dict, streamed: bool) -> tuple[str, ...]:
-    forms = ["keras", "int8", "firmware"]
+def release_forms(card: dict, streamed: bool, ternary: bool) -> tuple[str, ...]:
+    forms = ["keras", "int8", "firmware"] + (["ternary_op", "firmware_ternary_op"] if ternary else [])
     if (card.get("compress") or {}).get("qat"):
         forms.append("qat")
     if streamed:
@@ -90,11 +96,14 @@ def card_metrics(card: dict) -> dict:
     return metrics
 
 
-def release_members(run_dir: str, streamed: bool) -> list[str]:
+def release_members(run_dir: str, streamed: bool, ternary: bool) -> list[str]:
     wanted = [*RUN_FILES, *(f"{rundir.EXPORT_DIR}/{f}" for f in EXPORT_FILES)]
     if streamed:
         wanted += [f"{rundir.STREAM_DIR}/{f}" for f in STREAM_FILES]
-    folders = [FIRMWARE_DIR] + ([STREAM_FIRMWARE_DIR] if streamed else [])
+    if ternary:
+        wanted.append(f"{rundir.EXPORT_DIR}/{rundir.TFLITE_INT8_TERNARY_OP}")
+    folders = [FIRMWARE_DIR] + ([STREAM_FIRMWARE_DIR] if streamed else []) + ([TERNARY_OP_FIRMWARE_DIR] if ternary
+                                                                             else [])
     wanted += [f"{d}/{f}" for d in folders for f in sorted(os.listdir(os.path.join(run_dir, d)))]
     missing = [m for m in wanted if not os.path.isfile(os.path.join(run_dir, m))]
     if missing:
@@ -102,9 +111,13 @@ def release_members(run_dir: str, streamed: bool) -> list[str]:
     return sorted(wanted)
 
 
-def keras_without_optimizer(run_dir: str) -> bytes:
-    """model.keras without the optimizer's slots (a third of the file; a fine-tune starts a new optimizer)."""
-    model = load_keras(os.path.join(run_dir, rundir.MODEL))
+def keras_without_optimizer(run_dir: str):
+    """The run's model loaded without compiling: saved again it has no optimizer slots (a third of the file; a
+    fine-tune starts a new optimizer)."""
+    return load_keras(os.path.join(run_dir, rundir.MODEL))
+
+
+def model_file_bytes(model) -> bytes:
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, rundir.MODEL)
         model.save(path)  # loaded uncompiled: no optimizer to save
@@ -132,6 +145,7 @@ def archive_bytes(run_dir: str, members: list[str], replace: dict[str, bytes] | 
 def update_registry(entry: PretrainedEntry, registry_path: str | None = None) -> None:
     entries = dict(registry(registry_path))
     entries[entry.name] = entry
-    atomic_write_json(registry_path or hub_registry.REGISTRY_FILE, {"models": [entries[n].to_dict() for n in sorted(entries)]})
+    records = [entries[n].to_dict() for n in sorted(entries)]
+    atomic_write_json(registry_path or hub_registry.registry_file(), {"models": records})
 
 

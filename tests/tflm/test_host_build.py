@@ -19,15 +19,21 @@ import numpy as np
 import pytest
 
 from kws_zoo import hub
+from kws_zoo.core.compat import keras
+from kws_zoo.device.firmware import write_firmware
+from kws_zoo.export.ternary import to_tflite_int8_ternary
+from kws_zoo.export.ternary_op import layer_specs, to_ternary_op
+from kws_zoo.models import create_model
 from kws_zoo.data.audio import read_wav
 from kws_zoo.data.frontends import micro_features
+from kws_zoo.device.flatbuffer import op_name, read_tflite
 from kws_zoo.device.runtime import TflmModel
 from kws_zoo.device.streaming import TflmStreamingModel
 from kws_zoo.evaluate.detector import Detector, DetectorConfig
 from kws_zoo.core.files import atomic_write_wav
 
-import tflm_host
-from helpers import run_cli
+from kws_zoo.device import host_build as tflm_host
+from helpers import calibrate_bn, run_cli
 
 pytestmark = pytest.mark.xdist_group("tflm_host")
 
@@ -54,9 +60,32 @@ def firmware(pretrained):
 
 
 @pytest.fixture(scope="module")
-def build(firmware):
+def ternary(tmp_path_factory):
+    """An untrained ternary MatchboxNet (BatchNorm calibrated, random gamma signs) in both int8 forms: ternary
+    convs as CONV_2D with -1/0/+1 constants, and as KWS_TERNARY_1X1; their firmware folders and test inputs."""
+    keras.utils.set_random_seed(0)
+    model = create_model("matchboxnet_3x1x64_ternary", input_shape=(98, 64), num_classes=12)
+    x = np.random.default_rng(0).normal(size=(64, 98, 64)).astype(np.float32)
+    calibrate_bn(model, x)
+    exact = to_tflite_int8_ternary(model, x, num_samples=64)
+    custom = to_ternary_op(exact, layer_specs(model))
+    folder = tmp_path_factory.mktemp("ternary")
+    arena = TflmModel(exact).arena_bytes
+    settings = dict(labels=[f"c{i}" for i in range(12)], frontend={"kind": "mfcc", "sample_rate": 16000,
+                    "window_ms": 25.0, "hop_ms": 10.0, "num_mels": 64, "num_mfcc": 64, "fmin": 20.0, "fmax": 4000.0},
+                    clip_ms=1000, model_name="untrained ternary MatchboxNet")
+    write_firmware(exact, folder / "constant", arena_bytes=arena, **settings)
+    write_firmware(custom, folder / "op", arena_bytes=arena + 64 * 1024, **settings)
+    inputs = np.random.default_rng(1).integers(-128, 128, (6, 98, 64), dtype=np.int8)
+    return {"exact": exact, "custom": custom, "folder": folder, "inputs": inputs, "specs": layer_specs(model)}
+
+
+@pytest.fixture(scope="module")
+def build(firmware, ternary):
     root = tflm_host.tflm_root()
-    return root, tflm_host.build({n: f for n, (_, f) in firmware.items()} if root else {}, root)
+    examples = {n: f for n, (_, f) in firmware.items()}
+    examples.update({"ternary.constant": ternary["folder"] / "constant", "ternary.op": ternary["folder"] / "op"})
+    return root, tflm_host.build(examples if root else {}, root)
 
 
 def _needs_tflm(build):
@@ -65,7 +94,7 @@ def _needs_tflm(build):
 
 
 def _example(build, name) -> str:
-    return str(build[1] / tflm_host.target(name))
+    return tflm_host.example(build[1], name)
 
 
 def test_recognizer_unit_tests_pass(build):
@@ -187,3 +216,41 @@ def test_long_wav_detections_equal_kws_zoo_stream_on_tflm(build, pretrained, fir
         assert len(want) >= 3, f"{name} detected {len(want)} of 11 spoken digits: too few to compare"
         assert [(round(d["time_s"], 3), d["label"], round(d["score"], 4)) for d in got] == \
             [(d["time_s"], d["label"], d["score"]) for d in want]
+
+
+def _run_features(build, name, inputs, tmp_path) -> np.ndarray:
+    (tmp_path / "in.i8").write_bytes(inputs.tobytes())
+    subprocess.run([_example(build, name), "--features", str(tmp_path / "in.i8"), "--out", str(tmp_path / "out.i8")],
+                   check=True, capture_output=True)
+    return np.frombuffer((tmp_path / "out.i8").read_bytes(), np.int8).reshape(len(inputs), -1)
+
+
+def test_generator_port_regenerates_the_python_matrices(build):
+    for spec in _ternary_specs():
+        out = subprocess.run([str(build[1] / "ternary_matrix"), str(spec.key), *map(str, spec.matrix.shape),
+                              str(spec.zeros)], capture_output=True, text=True, check=True).stdout
+        np.testing.assert_array_equal(np.array([line.split() for line in out.splitlines()], int), spec.matrix)
+
+
+def _ternary_specs():
+    from kws_zoo.export.ternary_op import TernarySpec
+    from kws_zoo.layers.ternary_pointwise import matrix_key, ternary_matrix
+
+    return [TernarySpec(matrix_key(*a), ternary_matrix(*a)) for a in
+            [(0, 64, 64, 0.5), (3, 128, 64, 0.75), (7, 5, 3, 0.0), (1, 64, 128, 0.9), (11, 1, 1, 0.0)]]
+
+
+def test_ternary_op_is_bit_exact_with_the_constant_form_and_stores_no_matrix(build, ternary, tmp_path):
+    _needs_tflm(build)
+    want = TflmModel(ternary["exact"]).predict(ternary["inputs"])  # the pip interpreter, constant form
+    constant = _run_features(build, "ternary.constant", ternary["inputs"], tmp_path)
+    custom = _run_features(build, "ternary.op", ternary["inputs"], tmp_path)
+    np.testing.assert_array_equal(constant, np.asarray(want).reshape(constant.shape))
+    np.testing.assert_array_equal(custom, constant)
+    assert len(set(map(tuple, custom))) > 1, "every input gave the same output: the comparison would be vacuous"
+    matrices = sum(s.matrix.size for s in ternary["specs"])
+    assert len(ternary["exact"]) - len(ternary["custom"]) >= 0.9 * matrices  # the int8 matrices are gone
+    model = read_tflite(ternary["custom"])
+    sub = model.Subgraphs(0)
+    ops = [op_name(model, sub.Operators(i).OpcodeIndex()) for i in range(sub.OperatorsLength())]
+    assert ops.count("CUSTOM:KWS_TERNARY_1X1") == len(ternary["specs"]) and "CONV_2D" in ops
