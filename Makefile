@@ -2,7 +2,7 @@
 #   make quickstart   install, make the synthetic corpus, train DS-CNN, export int8, verify on TFLite Micro
 #   make test         install, run the test suite
 PYTHON ?= python3
-APT_PACKAGES = espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts sox libsndfile1 g++ valgrind
+APT_PACKAGES = espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts sox libsndfile1 g++ valgrind cmake ninja-build
 RECIPE ?= ds_cnn_gsc12
 RUN_DIR ?= runs/$(RECIPE)
 

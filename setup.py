@@ -5,6 +5,7 @@ setup(
     version="0.1.0",
     description="Keyword-spotting model zoo: train, compress and deploy to TensorFlow Lite Micro",
     packages=find_packages(include=["kws_zoo", "kws_zoo.*"]),
+    package_data={"kws_zoo.hub": ["pretrained.json"]},
     python_requires=">=3.10",
     install_requires=[
         # Pinned together: these versions were measured to install and work as one set.

@@ -255,6 +255,13 @@ def _cmd_stream_cost(args) -> None:
     print(json.dumps(reports, indent=2) if args.json else summary_table(reports))
 
 
+def _cmd_ternary_cost(args) -> None:
+    from kws_zoo.workflows.ternary_cost import format_cost, ternary_op_cost
+
+    row = ternary_op_cost(args.run_dir, invokes=args.invokes)
+    print(json.dumps(row, indent=2) if args.json else format_cost(row))
+
+
 def _speakers(text: str) -> int | None:
     if text.lower() in ("all", "none"):
         return None
@@ -448,9 +455,20 @@ def _resolve_pretrained(args) -> None:
             setattr(args, attr, hub.download(value, progress=not getattr(args, "json", False)))
 
 
+def _add_firmware_parsers(sub) -> None:
+    p = sub.add_parser("ternary-cost", help="the seed-regenerated ternary kernel vs int8 constants on the host TFLM "
+                                            "build: flash, arena, instructions per invoke, bit-exactness")
+    p.add_argument("run_dir", metavar="MODEL", help="run directory of a ternary model, or a pretrained name")
+    p.add_argument("--invokes", type=int, default=5, help="random inputs run and counted (default 5)")
+    _json_flag(p)
+    p.set_defaults(func=_cmd_ternary_cost)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kws-zoo", description=__doc__.splitlines()[0])
-    _add_parsers(parser.add_subparsers(dest="command", required=True))
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_parsers(sub)
+    _add_firmware_parsers(sub)
     return parser
 
 
