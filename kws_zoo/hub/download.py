@@ -35,16 +35,9 @@ class RetryPolicy:
     timeout_s: float = 30.0
 
 
-class _Retry(Exception):
-    """This attempt failed in a way another attempt at the same URL may not."""
-
-
-class _BadMember(Exception):
-    """An archive member a release never holds."""
-
-
-class _NextUrl(Exception):
-    """This URL will not serve the file (missing, refused, wrong bytes): try the next one."""
+# What one attempt at one URL ended in: the file is in place, another attempt may work, or this URL will not
+# serve the file (missing, refused, wrong bytes) and the next one is tried.
+DONE, RETRY, NEXT_URL = "done", "retry", "next url"
 
 
 def sha256_of(path: str) -> str:
@@ -70,50 +63,51 @@ def fetch_verified(urls: Sequence[str], dest: str, sha256: str, size: int, polic
     for url in urls:
         delay = policy.first_delay_s
         for attempt in range(1, policy.attempts + 1):
-            try:
-                _download_once(url, dest, sha256, size, policy.timeout_s, progress)
+            outcome, problem = _download_once(url, dest, sha256, size, policy.timeout_s, progress)
+            if outcome == DONE:
                 return dest
-            except _NextUrl as err:
-                failures.append(f"{url}: {err}")
+            if outcome == NEXT_URL:
+                failures.append(f"{url}: {problem}")
                 break
-            except _Retry as err:
-                failures.append(f"{url} (attempt {attempt} of {policy.attempts}): {err}")
-                if attempt < policy.attempts:
-                    time.sleep(delay)
-                    delay *= 2
+            failures.append(f"{url} (attempt {attempt} of {policy.attempts}): {problem}")
+            if attempt < policy.attempts:
+                time.sleep(delay)
+                delay *= 2
     tried = "\n  ".join(failures) or "no URL to try"
     raise DownloadError(f"{os.path.basename(dest)}: not downloaded, nothing cached:\n  {tried}")
 
 
-def _download_once(url: str, dest: str, sha256: str, size: int, timeout_s: float, progress: bool) -> None:
+def _download_once(url: str, dest: str, sha256: str, size: int, timeout_s: float,
+                   progress: bool) -> tuple[str, str]:
+    """(DONE, "") with `dest` in place, or (RETRY or NEXT_URL, what went wrong) with nothing left behind."""
     tmp = f"{dest}.partial{os.getpid()}"
     digest, received = hashlib.sha256(), 0
     try:
-        try:
-            with urllib.request.urlopen(url, timeout=timeout_s) as response, open(tmp, "wb") as out, \
-                    tqdm(total=size, unit="B", unit_scale=True, desc=os.path.basename(dest), leave=False,
-                         disable=not progress) as bar:
-                for block in iter(lambda: response.read(CHUNK), b""):
-                    received += len(block)
-                    if received > size:
-                        raise _NextUrl(f"more than the registered {size:,} bytes")
-                    digest.update(block)
-                    out.write(block)
-                    bar.update(len(block))
-                out.flush()
-                os.fsync(out.fileno())
-        except urllib.error.HTTPError as err:
-            if err.code >= 500 or err.code == 429:
-                raise _Retry(f"server error HTTP {err.code}") from None
-            raise _NextUrl(f"HTTP {err.code} {err.reason}") from None
-        except (urllib.error.URLError, http.client.HTTPException, ConnectionError, TimeoutError) as err:
-            raise _Retry(f"transfer failed after {received:,} bytes ({getattr(err, 'reason', err)})") from None
+        with urllib.request.urlopen(url, timeout=timeout_s) as response, open(tmp, "wb") as out, \
+                tqdm(total=size, unit="B", unit_scale=True, desc=os.path.basename(dest), leave=False,
+                     disable=not progress) as bar:
+            for block in iter(lambda: response.read(CHUNK), b""):
+                received += len(block)
+                if received > size:
+                    return NEXT_URL, f"more than the registered {size:,} bytes"
+                digest.update(block)
+                out.write(block)
+                bar.update(len(block))
+            out.flush()
+            os.fsync(out.fileno())
         if received < size:
-            raise _Retry(f"truncated: {received:,} of {size:,} bytes")
+            return RETRY, f"truncated: {received:,} of {size:,} bytes"
         if digest.hexdigest() != sha256:
-            raise _NextUrl(f"sha256 {digest.hexdigest()} is not the registered {sha256} (tampered or "
-                           "replaced file): refused")
+            return NEXT_URL, (f"sha256 {digest.hexdigest()} is not the registered {sha256} (tampered or replaced "
+                              "file): refused")
         os.replace(tmp, dest)
+        return DONE, ""
+    except urllib.error.HTTPError as err:
+        if err.code >= 500 or err.code == 429:
+            return RETRY, f"server error HTTP {err.code}"
+        return NEXT_URL, f"HTTP {err.code} {err.reason}"
+    except (urllib.error.URLError, http.client.HTTPException, ConnectionError, TimeoutError) as err:
+        return RETRY, f"transfer failed after {received:,} bytes ({getattr(err, 'reason', err)})"
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.remove(tmp)
@@ -128,13 +122,13 @@ def extract_archive(archive: str, target: str) -> str:
     try:
         with tarfile.open(archive, "r:*") as tar:
             for member in tar.getmembers():
-                _check_member(member)
+                problem = _member_problem(member)
+                if problem:
+                    raise DownloadError(f"{archive}: member {member.name!r} refused ({problem}); nothing extracted")
             tar.extractall(tmp, filter="data")
         os.replace(tmp, target)
     except tarfile.FilterError as err:
         raise DownloadError(f"{archive}: member {err.tarinfo.name!r} refused ({err}); nothing extracted") from None
-    except _BadMember as err:
-        raise DownloadError(f"{archive}: member {err} refused; nothing extracted") from None
     except (tarfile.TarError, EOFError, OSError) as err:
         raise DownloadError(f"{archive}: not a readable .tar.gz archive ({err})") from None
     finally:
@@ -142,11 +136,12 @@ def extract_archive(archive: str, target: str) -> str:
     return target
 
 
-def _check_member(member: tarfile.TarInfo) -> None:
+def _member_problem(member: tarfile.TarInfo) -> str | None:
     """Release archives hold relative paths of regular files and folders only: anything else is refused outright,
     not rewritten (the "data" filter alone would strip a leading '/' and extract the member inside the target)."""
     parts = member.name.replace("\\", "/").split("/")
     if member.name.startswith("/") or ".." in parts:
-        raise _BadMember(f"{member.name!r} (outside the target folder)")
+        return "outside the target folder"
     if not (member.isfile() or member.isdir()):
-        raise _BadMember(f"{member.name!r} (a link or special file)")
+        return "a link or special file"
+    return None
