@@ -9,23 +9,17 @@ import soundfile as sf
 from kws_zoo.cli import main
 from kws_zoo.device.runtime import TflmModel
 
-from helpers import TONE_WORDS, make_tone_corpus
+from helpers import TONE_WORDS
 from helpers import run_cli as kws
-from helpers import tiny_recipe_dict, tone_clip
+from helpers import tone_clip
 
 # Its module-scoped fixtures train or render data: under pytest-xdist the module stays on one worker.
 pytestmark = pytest.mark.xdist_group("test_cli")
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    root = tmp_path_factory.mktemp("cli")
-    corpus = make_tone_corpus(root / "corpus", speakers=80)
-    recipe = root / "tiny.json"
-    recipe.write_text(json.dumps(tiny_recipe_dict(corpus, epochs=8)))
-    kws("train", recipe, "--out", root / "run", "--quiet")
-    card = json.loads(kws("export", root / "run", "--json").stdout)
-    return root, card
+def run(tiny_run):
+    return tiny_run
 
 
 def test_export_writes_a_verified_deployable_model(run):

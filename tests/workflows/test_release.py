@@ -20,21 +20,16 @@ from kws_zoo.device.firmware import read_model_data
 from kws_zoo.hub import registry as hub_registry
 from kws_zoo.workflows.release import check_name, release_run
 
-from helpers import cli_env, make_tone_corpus, run_cli, tiny_recipe_dict, tone_clip
+from helpers import cli_env, run_cli, tone_clip
 
-pytestmark = pytest.mark.xdist_group("test_release")
+pytestmark = pytest.mark.xdist_group("test_cli")  # shares the session's tiny run with tests/test_cli.py
 
 NAME = "ds_cnn_small.tones_test"  # tiny_recipe_dict trains ds_cnn_small
 
 
 @pytest.fixture(scope="module")
-def released(tmp_path_factory):
-    root = tmp_path_factory.mktemp("release")
-    corpus = make_tone_corpus(root / "corpus", speakers=40)
-    recipe = root / "tiny.json"
-    recipe.write_text(json.dumps(tiny_recipe_dict(corpus, epochs=3)))
-    run_cli("train", recipe, "--out", root / "run", "--quiet")
-    run_cli("export", root / "run", "--json")
+def released(tiny_run):
+    root = tiny_run[0]
     registry = root / "registry.json"
     entry = release_run(str(root / "run"), NAME, out_dir=str(root / "site"), registry_path=str(registry),
                         base_url="http://127.0.0.1:9/nothing-listens-here", description="test")
