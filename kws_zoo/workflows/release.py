@@ -30,8 +30,9 @@ from kws_zoo.workflows.firmware import write_run_firmware, write_ternary_op_firm
 
 _TAG = re.compile(r"[a-z0-9][a-z0-9_]*")
 RUN_FILES = (rundir.METADATA, rundir.RECIPE, rundir.LABELS, rundir.MODEL, rundir.TRAIN_SUMMARY)
-EXPORT_FILES = (rundir.METADATA, rundir.RECIPE, rundir.TFLITE_INT8, rundir.TFLITE_FLOAT, rundir.INFERENCE_MODEL,
-                rundir.MODEL_CARD, rundir.MODEL_CARD_MD, rundir.TFLM_REPORT, rundir.TFLM_CONFUSION)
+# Not the float .tflite nor the inference .keras: nothing reads them back, and they would double the download.
+EXPORT_FILES = (rundir.METADATA, rundir.RECIPE, rundir.TFLITE_INT8, rundir.MODEL_CARD, rundir.MODEL_CARD_MD,
+                rundir.TFLM_REPORT, rundir.TFLM_CONFUSION)
 STREAM_FILES = (rundir.METADATA, rundir.STREAM_CARD, rundir.STREAM_WINDOW,
                 *(rundir.stream_model_file(f) for f in rundir.STREAM_FORMS))
 
