@@ -52,8 +52,11 @@ def _c_string(text: str) -> str:
 
 def data_header(model_bytes: bytes, *, labels, frontend: dict, clip_ms: int, arena_bytes: int,
                 frames_per_step: int | None, window_frames: int | None, model_name: str) -> str:
+    from tflite_micro import runtime as tflm_runtime  # deferred: loads a 1.4 MB native extension
+
     in_scale, in_zp, out_scale, out_zp = quant_params(model_bytes)
     dims = input_shape(model_bytes)
+    variables = tflm_runtime.count_resource_variables(bytearray(model_bytes))
     stream = ("// Streaming model: each invoke takes the newest frames and keeps its own state (resource variables).\n"
               f"constexpr bool kIsStreaming = true;\nconstexpr int kFramesPerStep = {frames_per_step};\n"
               f"constexpr int kWindowFrames = {window_frames};  // frames one output sees\n"
@@ -83,6 +86,9 @@ constexpr int kInputZeroPoint = {in_zp};
 // Output: int8 scores, one per label; score = kOutputScale * (q - kOutputZeroPoint).
 constexpr float kOutputScale = {_c_float(out_scale)};
 constexpr int kOutputZeroPoint = {out_zp};
+
+// Resource variables (a streaming model's state): the interpreter needs a MicroResourceVariables with this many.
+constexpr int kNumResourceVariables = {variables};
 
 constexpr int kNumLabels = {len(labels)};
 extern const char* const kLabels[kNumLabels];

@@ -22,7 +22,9 @@
 #include "micro_features.h"
 #include "model_data.h"
 #include "recognizer.h"
+#include "tensorflow/lite/micro/micro_allocator.h"
 #include "tensorflow/lite/micro/micro_interpreter.h"
+#include "tensorflow/lite/micro/micro_resource_variable.h"
 #include "tensorflow/lite/schema/schema_generated.h"
 #include "wav_reader.h"
 
@@ -86,9 +88,20 @@ class Model {
       std::fprintf(stderr, "error: registering the model's ops failed\n");
       return false;
     }
-    // The arena starts 16-byte aligned, as a firmware's `alignas(16) uint8_t arena[kArenaBytes]`.
+    // The arena starts 16-byte aligned, as a firmware's `alignas(16) uint8_t arena[kArenaBytes]`. A streaming
+    // model keeps its state in resource variables, allocated from the same arena.
     uint8_t* base = arena_.data() + (16 - reinterpret_cast<uintptr_t>(arena_.data()) % 16) % 16;
-    interpreter_ = new (interpreter_storage_) tflite::MicroInterpreter(model, resolver_, base, arena_.size() - 16);
+    tflite::MicroAllocator* allocator = tflite::MicroAllocator::Create(base, arena_.size() - 16);
+    tflite::MicroResourceVariables* variables =
+        kws_model::kNumResourceVariables > 0 && allocator != nullptr
+            ? tflite::MicroResourceVariables::Create(allocator, kws_model::kNumResourceVariables)
+            : nullptr;
+    if (allocator == nullptr || (kws_model::kNumResourceVariables > 0 && variables == nullptr)) {
+      std::fprintf(stderr, "error: AllocateTensors failed with an arena of %zu bytes (the model needs %u)\n",
+                   arena_.size() - 16, kws_model::kArenaBytesMeasured);
+      return false;
+    }
+    interpreter_ = new (interpreter_storage_) tflite::MicroInterpreter(model, resolver_, allocator, variables);
     if (interpreter_->AllocateTensors() != kTfLiteOk) {
       std::fprintf(stderr, "error: AllocateTensors failed with an arena of %zu bytes (the model needs %u)\n",
                    arena_.size() - 16, kws_model::kArenaBytesMeasured);
