@@ -8,8 +8,10 @@ Every file is checked against the registry's sha256 and size before it is used.
 """
 from __future__ import annotations
 
+import json
 import os
 
+from kws_zoo.compress.qat import qat_scope, strip_qat
 from kws_zoo.core.compat import keras
 from kws_zoo.core.errors import ModelError
 from kws_zoo.hub.download import RetryPolicy, extract_archive, fetch_verified
@@ -17,7 +19,7 @@ from kws_zoo.hub.registry import (RELEASE_FOLDER, PretrainedEntry, is_pretrained
                                   pretrained_entry)
 from kws_zoo.models.registry import create_model as _create_architecture
 from kws_zoo.models.saving import load_keras
-from kws_zoo.rundir import MODEL
+from kws_zoo.rundir import COMPRESS_SUMMARY, COMPRESSED_MODEL, MODEL
 
 ENV_CACHE, ENV_MIRROR = "KWS_ZOO_CACHE", "KWS_ZOO_MIRROR"
 _CHECKOUT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -51,8 +53,17 @@ def download(name: str, progress: bool = True, policy: RetryPolicy = RetryPolicy
 
 
 def load_pretrained(name: str, progress: bool = True) -> keras.Model:
-    """The trained Keras model of a pretrained name (the training form: fine-tune it, or export it)."""
-    return load_keras(os.path.join(download(name, progress), MODEL))
+    """The trained Keras model of a pretrained name: the training form (fine-tune it, or export it), or for a
+    compressed release (QAT, pruning) the float model its int8 was converted from (quantizers removed)."""
+    folder = download(name, progress)
+    compressed = os.path.join(folder, COMPRESSED_MODEL)
+    if not os.path.isfile(compressed):
+        return load_keras(os.path.join(folder, MODEL))
+    with qat_scope():
+        model = load_keras(compressed)
+    with open(os.path.join(folder, COMPRESS_SUMMARY)) as f:
+        qat = json.load(f)["compress"].get("qat")
+    return strip_qat(model) if qat else model
 
 
 def create_model(name: str, *, pretrained: bool = False, **kwargs) -> keras.Model:

@@ -18,6 +18,7 @@ import tarfile
 import tempfile
 
 from kws_zoo import rundir
+from kws_zoo.compress.qat import qat_scope
 from kws_zoo.core.errors import ConfigError, RunDirError
 from kws_zoo.core.files import atomic_write_bytes, atomic_write_json
 from kws_zoo.hub import registry as hub_registry
@@ -64,7 +65,12 @@ def release_run(run_dir: str, name: str, out_dir: str = RELEASE_FOLDER, license:
     if ternary:
         write_ternary_op_firmware(run_dir, os.path.join(run_dir, TERNARY_OP_FIRMWARE_DIR))
     members = release_members(run_dir, streamed, ternary)
-    data = archive_bytes(run_dir, members, replace={rundir.MODEL: model_file_bytes(model)})
+    replace = {rundir.MODEL: model_file_bytes(model)}
+    if rundir.COMPRESSED_MODEL in members:
+        with qat_scope():
+            replace[rundir.COMPRESSED_MODEL] = model_file_bytes(load_keras(os.path.join(run_dir,
+                                                                                      rundir.COMPRESSED_MODEL)))
+    data = archive_bytes(run_dir, members, replace=replace)
     file = f"{name}.tar.gz"
     os.makedirs(out_dir, exist_ok=True)
     atomic_write_bytes(os.path.join(out_dir, file), data)
@@ -99,6 +105,8 @@ def card_metrics(card: dict) -> dict:
 
 def release_members(run_dir: str, streamed: bool, ternary: bool) -> list[str]:
     wanted = [*RUN_FILES, *(f"{rundir.EXPORT_DIR}/{f}" for f in EXPORT_FILES)]
+    if os.path.isfile(os.path.join(run_dir, rundir.COMPRESSED_MODEL)):  # QAT / pruned: the weights int8 came from
+        wanted += [rundir.COMPRESSED_MODEL, rundir.COMPRESS_SUMMARY]
     if streamed:
         wanted += [f"{rundir.STREAM_DIR}/{f}" for f in STREAM_FILES]
     if ternary:
@@ -119,6 +127,7 @@ def keras_without_optimizer(run_dir: str):
 
 
 def model_file_bytes(model) -> bytes:
+    """The .keras bytes of a model (saved under the caller's custom-object scope, e.g. QAT's)."""
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, rundir.MODEL)
         model.save(path)  # loaded uncompiled: no optimizer to save

@@ -72,3 +72,13 @@ def test_listing_prints_every_model_with_its_figures():
         row = next(line for line in table.splitlines() if line.startswith(e.name + " "))
         assert f"{e.metrics['synthetic_test']:.1%}" in row and f"{e.params:,}" in row
         assert f"{e.flash_bytes / 1024:.1f} KB" in row and f"{e.arena_bytes / 1024:.1f} KB" in row
+
+
+@pytest.mark.parametrize("entry", ENTRIES, ids=lambda e: e.name)
+def test_load_pretrained_gives_the_model_the_int8_was_made_from(entry, unpacked, monkeypatch):
+    monkeypatch.setenv(hub.ENV_CACHE, os.path.dirname(os.path.dirname(unpacked[entry.name])))
+    model = hub.load_pretrained(entry.name, progress=False)
+    int8 = TflmModel(open(os.path.join(unpacked[entry.name], "export", "model_int8.tflite"), "rb").read())
+    assert tuple(model.input_shape[1:]) == tuple(int8.input_shape[1:]) and model.output_shape[-1] == len(entry.labels)
+    x = np.random.default_rng(0).normal(size=(8, *model.input_shape[1:])).astype(np.float32)
+    assert np.isfinite(model.predict(x, verbose=0)).all()
