@@ -40,6 +40,7 @@ class PretrainedEntry:
     arena_bytes: int
     metrics: dict  # accuracy by evaluation set (TFLM int8 unless the key says otherwise)
     description: str = ""
+    stream_arena_bytes: int = 0  # the internal-state streaming form's measured arena (streaming models)
 
     def to_dict(self) -> dict:
         return {**dataclasses.asdict(self), "urls": list(self.urls), "labels": list(self.labels),

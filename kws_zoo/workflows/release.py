@@ -58,8 +58,8 @@ def release_run(run_dir: str, name: str, out_dir: str = RELEASE_FOLDER, license:
         card = json.load(f)
     streamed = os.path.isfile(os.path.join(run_dir, rundir.STREAM_DIR, rundir.STREAM_CARD))
     firmware = write_run_firmware(run_dir, os.path.join(run_dir, FIRMWARE_DIR), stream=False)
-    if streamed:
-        write_run_firmware(run_dir, os.path.join(run_dir, STREAM_FIRMWARE_DIR), stream=True)
+    stream_firmware = (write_run_firmware(run_dir, os.path.join(run_dir, STREAM_FIRMWARE_DIR), stream=True)
+                       if streamed else {"arena_bytes_measured": 0})
     model = keras_without_optimizer(run_dir)
     ternary = bool(ternary_layers(model))
     if ternary:
@@ -79,7 +79,8 @@ def release_run(run_dir: str, name: str, out_dir: str = RELEASE_FOLDER, license:
         urls=(f"{base_url.rstrip('/')}/{file}",), labels=tuple(card["labels"]), frontend=card["frontend"],
         clip_ms=card["clip_ms"], license=license, recipe=card["name"], forms=release_forms(card, streamed, ternary),
         params=card["params"], macs=card["macs"], flash_bytes=card["flash_bytes"],
-        arena_bytes=firmware["arena_bytes_measured"], metrics=card_metrics(card), description=description)
+        arena_bytes=firmware["arena_bytes_measured"], metrics=card_metrics(card), description=description,
+        stream_arena_bytes=stream_firmware["arena_bytes_measured"])
     update_registry(entry, registry_path)
     return entry
 
