@@ -175,7 +175,7 @@ def _model_file(folder: str) -> tuple[str, str]:
 
 @pytest.fixture(scope="module")
 def long_wav(tmp_path_factory) -> str:
-    """45 s of spoken digits (espeak-ng, two voices, pauses) over low noise, 16 kHz 16-bit PCM."""
+    """About 16 s of eleven spoken digits (espeak-ng, two voices, pauses) over low noise, 16 kHz 16-bit PCM."""
     folder = tmp_path_factory.mktemp("long_wav")
     parts = []
     for voice, text in (("en-us", "one. seven. three. zero. nine. two. five"), ("en+f3", "four. eight. six. one")):
