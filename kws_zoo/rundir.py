@@ -9,7 +9,7 @@ record for the `kws_zoo.json` that sits beside every model form (labels, fronten
                         model_int8_ternary_op.tflite   (ternary runs, `kws-zoo pretrained release`)
                         model_card.json/.md  report_tflm_int8.json  confusion_tflm_int8.png  <name>_model.cc/.h
                         confusion_<extra eval kind>_tflm_int8.png
-      firmware/ firmware_stream/ firmware_ternary_op/   model_data.cc/.h, op resolver, README (kws_zoo.workflows.firmware)
+      firmware/ firmware_stream/ firmware_ternary_op/   model_data.cc/.h, op resolver, README (workflows.firmware)
       stream/           kws_zoo.json  model_window_int8.tflite  model_stream_{external,internal}_int8.tflite
                         stream_card.json  drift.json  drift.png
       long_audio[_tflm]/ report.json  det.png  (stream.wav  events.json)

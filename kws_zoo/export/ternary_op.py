@@ -70,7 +70,8 @@ def to_ternary_op(exact_bytes: bytes, specs: list[TernarySpec]) -> bytes:
                               "kws_zoo.export.ternary.to_tflite_int8_ternary first")
         options = op.builtinOptions
         if (options.strideH, options.strideW) != (1, 1):
-            raise ExportError(f"ternary conv with strides {(options.strideH, options.strideW)}: the kernel does 1x1/1")
+            strides = (options.strideH, options.strideW)
+            raise ExportError(f"ternary conv with strides {strides}: the kernel computes stride 1 only")
         model.buffers[filt.buffer].data = _channel_signs(q, spec.matrix).view(np.uint8)
         filt.shape = [spec.matrix.shape[1]]
         filt.quantization.quantizedDimension = 0

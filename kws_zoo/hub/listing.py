@@ -34,7 +34,8 @@ def entry_details(e: PretrainedEntry) -> str:
             ("forms", ", ".join(e.forms)), ("labels", ", ".join(e.labels)),
             ("frontend", ", ".join(f"{k}={v}" for k, v in e.frontend.items())), ("clip", f"{e.clip_ms} ms"),
             ("params", f"{e.params:,}"), ("MACs / inference", f"{e.macs:,}"),
-            ("flash (int8 .tflite)", f"{e.flash_bytes:,} bytes"), ("TFLM arena (measured)", f"{e.arena_bytes:,} bytes"),
+            ("flash (int8 .tflite)", f"{e.flash_bytes:,} bytes"),
+            ("TFLM arena (measured)", f"{e.arena_bytes:,} bytes"),
             *((("TFLM arena, streaming form", f"{e.stream_arena_bytes:,} bytes"),) if e.stream_arena_bytes else ()),
             *((f"accuracy {k}", _pct(v)) for k, v in e.metrics.items()),
             ("file", f"{e.file}, {e.size:,} bytes"), ("sha256", e.sha256), ("urls", " ".join(e.urls))]

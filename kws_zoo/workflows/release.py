@@ -53,7 +53,8 @@ def release_run(run_dir: str, name: str, out_dir: str = RELEASE_FOLDER, license:
     architecture = check_name(name)
     card_path = os.path.join(run_dir, rundir.EXPORT_DIR, rundir.MODEL_CARD)
     if not os.path.isfile(card_path):
-        raise RunDirError(f"{run_dir}: no {rundir.EXPORT_DIR}/{rundir.MODEL_CARD}; run `kws-zoo export {run_dir}` first")
+        raise RunDirError(f"{run_dir}: no {rundir.EXPORT_DIR}/{rundir.MODEL_CARD}; run `kws-zoo export {run_dir}` "
+                          "first")
     with open(card_path) as f:
         card = json.load(f)
     streamed = os.path.isfile(os.path.join(run_dir, rundir.STREAM_DIR, rundir.STREAM_CARD))
