@@ -68,6 +68,13 @@ def _cmd_train(args) -> None:
     from kws_zoo.rundir import default_run_dir
     from kws_zoo.train import check_data_paths, copy_training, train
 
+    from kws_zoo.workflows.wakeword.config import is_wakeword_recipe
+
+    if is_wakeword_recipe(args.recipe):  # a wake-word recipe trains through its own flow
+        args.phrase, args.preset, args.rounds, args.target_fa_per_hour = None, None, None, None
+        args.test_hours = args.positives = args.negatives = None
+        args.workers = 2
+        return _cmd_wakeword(args)
     recipe = with_epochs(load_recipe(args.recipe), args.epochs)
     check_data_paths(recipe, where=args.recipe)  # names the recipe file; train() checks again for library callers
     run_dir = args.out or default_run_dir(recipe.name)
@@ -85,6 +92,38 @@ def _cmd_train(args) -> None:
         stages = ", ".join(f"{k} {v:.2%}" for k, v in summary["compress"]["accuracy"].items())
         print(f"compressed ({recipe.compress.method}{', QAT' if recipe.compress.qat else ''}): test accuracy "
               f"after each stage: {stages}")
+
+
+def _cmd_wakeword(args) -> None:
+    import dataclasses
+
+    from kws_zoo.workflows.wakeword.config import WakewordConfig, load_wakeword
+    from kws_zoo.workflows.wakeword.run import run_wakeword
+
+    if (args.phrase is None) == (args.recipe is None):
+        from kws_zoo.core.errors import ConfigError
+
+        raise ConfigError("wakeword: give a PHRASE or --recipe FILE (one of them)")
+    if args.recipe:
+        cfg = load_wakeword(args.recipe)
+    else:
+        cfg = WakewordConfig(phrase=args.phrase)
+    overrides = {k: v for k, v in (("preset", args.preset), ("rounds", args.rounds), ("epochs", args.epochs),
+                                   ("target_fa_per_hour", args.target_fa_per_hour), ("test_hours", args.test_hours),
+                                   ("positives_dir", args.positives), ("negatives_dir", args.negatives))
+                 if v is not None}
+    cfg = dataclasses.replace(cfg, **overrides)
+    from kws_zoo.data.synthetic.phrases import phrase_slug
+
+    out = args.out or os.path.join("runs", f"wakeword_{phrase_slug(cfg.phrase)}_{cfg.preset}")
+    card = run_wakeword(cfg, out, workers=args.workers, progress=not args.json)
+    if args.json:
+        print(json.dumps(card, indent=2))
+        return
+    from kws_zoo.workflows.wakeword.run import card_markdown
+
+    print(card_markdown(card))
+    print(f"-> {os.path.join(out, 'final')}")
 
 
 def _cmd_evaluate(args) -> None:
@@ -318,6 +357,27 @@ def _add_parsers(sub) -> None:
     p.add_argument("--quiet", action="store_true")
     _json_flag(p)
     p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("wakeword", help="a custom wake word from text: corpus, training with hard-negative mining, "
+                                        "FRR vs FA/h through TFLM, ESPHome manifest and firmware",
+                       description="Synthesizes the phrase with every TTS voice, builds close-sounding, general and "
+                                   "background negatives, trains a streaming model on TFLM's micro frontend (rounds "
+                                   "with hard-negative mining), picks the cut-off for the target false accepts per "
+                                   "hour on validation streams and reports test streams through TFLM. Resumes.")
+    p.add_argument("phrase", nargs="?", help='the wake phrase, e.g. "hey zoo"')
+    p.add_argument("--recipe", help='a wake-word recipe JSON ({"kind": "wakeword", "phrase": ...})')
+    p.add_argument("--out", help="build folder (default runs/wakeword_<phrase>_<preset>)")
+    p.add_argument("--preset", help="ds_cnn_wake (default), repcnn_s, repcnn_s_plain, bc_resnet_1")
+    p.add_argument("--rounds", type=int, help="trainings, with hard-negative mining between them (default 2)")
+    p.add_argument("--epochs", type=int, help="epochs per round (default: the preset's)")
+    p.add_argument("--target-fa-per-hour", type=float, help="false accepts per hour to choose the cut-off for "
+                                                            "(default 0.5)")
+    p.add_argument("--test-hours", type=float, help="hours of test streams (default 5)")
+    p.add_argument("--positives", help="a folder of your own recordings of the phrase (16 kHz WAV)")
+    p.add_argument("--negatives", help="a folder of your own recordings that must not trigger (16 kHz WAV)")
+    p.add_argument("--workers", type=int, default=2, help="TTS worker processes")
+    _json_flag(p)
+    p.set_defaults(func=_cmd_wakeword)
 
     p = sub.add_parser("evaluate", help="accuracy, per-class precision/recall, confusion matrix")
     p.add_argument("model", help="run/export directory, .keras, SavedModel or .tflite")

@@ -27,12 +27,17 @@ class Schedule:
     warmup_epochs: int = 1
     label_smoothing: float = 0.05
     weight_decay: float = 0.0  # decoupled (AdamW) when > 0
+    # Loss weight of examples whose label is _silence_ or _unknown_: above 1 a false accept costs more than a
+    # false reject, as wake-word trainers weigh their negatives (false accepts per hour are what users notice).
+    negative_weight: float = 1.0
 
     def __post_init__(self):
         if self.epochs < 1 or self.batch_size < 1:
             raise ConfigError(f"epochs and batch_size must be >= 1, got {self.epochs} and {self.batch_size}")
         if not self.learning_rate > 0 or self.final_learning_rate < 0 or self.weight_decay < 0:
             raise ConfigError("learning_rate must be > 0, final_learning_rate and weight_decay >= 0")
+        if not self.negative_weight > 0:
+            raise ConfigError(f"negative_weight must be > 0, got {self.negative_weight}")
         if self.warmup_epochs < 0 or not 0 <= self.label_smoothing < 1:
             raise ConfigError(f"need warmup_epochs >= 0 and 0 <= label_smoothing < 1, got {self.warmup_epochs} "
                              f"and {self.label_smoothing}")
@@ -51,6 +56,9 @@ class Recipe:
     extra_eval: tuple[DataConfig, ...] = ()
     clip_ms: int = 1000
     seed: int = 0
+    # Per-bin feature normalisation inside the model (kws_zoo.models.common.feature_input). Off for firmware that
+    # feeds the micro frontend's int8 features straight in with fixed scaling (ESPHome's micro_wake_word).
+    feature_norm: bool = True
     # Compression after training (prune or DSNN, then QAT), run on the re-parameterized model by `kws-zoo train`.
     compress: CompressConfig = CompressConfig()
 

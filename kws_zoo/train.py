@@ -21,6 +21,7 @@ from kws_zoo.core.compat import keras, tf
 from kws_zoo.core.errors import DataError, RecipeError, RunDirError
 from kws_zoo.core.files import atomic_save_keras, atomic_write_json, atomic_write_text
 from kws_zoo.data import load_dataset
+from kws_zoo.data.base import SILENCE, UNKNOWN
 from kws_zoo.data.pipeline import drop_bad, features_for, load_background, load_waveforms, make_dataset
 from kws_zoo.models import create_model
 from kws_zoo.recipe import Recipe, load_recipe, recipe_from_dict, save_recipe
@@ -105,17 +106,25 @@ def accuracy(y_true, logits):
     return tf.cast(tf.equal(tf.cast(tf.reshape(y_true, [-1]), tf.int64), tf.argmax(logits, axis=-1)), tf.float32)
 
 
-def loss_for(recipe: Recipe, num_classes: int):
+def loss_for(recipe: Recipe, labels):
     """The training loss of `recipe`: label-smoothed cross-entropy on logits, against integer labels or soft
-    labels [B, num_classes] (mixup)."""
+    labels [B, classes] (mixup); `labels` (names, or their count) give the classes. Examples of _silence_ and
+    _unknown_ weigh recipe.schedule.negative_weight (soft labels: by their share of those classes)."""
     smoothing = recipe.schedule.label_smoothing
+    names = [f"class{i}" for i in range(labels)] if isinstance(labels, int) else list(labels)
+    num_classes = len(names)
+    weights = tf.constant([recipe.schedule.negative_weight if n in (SILENCE, UNKNOWN) else 1.0 for n in names])
 
     def loss(y_true, logits):
         if y_true.shape.rank == 2 and y_true.shape[-1] == num_classes:  # soft labels (mixup)
             target = tf.cast(y_true, logits.dtype)
         else:
             target = tf.one_hot(tf.cast(tf.reshape(y_true, [-1]), tf.int32), num_classes)
-        return keras.losses.categorical_crossentropy(target, logits, from_logits=True, label_smoothing=smoothing)
+        per_example = keras.losses.categorical_crossentropy(target, logits, from_logits=True,
+                                                            label_smoothing=smoothing)
+        if recipe.schedule.negative_weight == 1.0:
+            return per_example
+        return per_example * tf.linalg.matvec(target, tf.cast(weights, target.dtype))
 
     return loss
 
@@ -143,7 +152,7 @@ def fine_tune(model: keras.Model, recipe: Recipe, data: PreparedData, *, epochs:
     training selects; quantizer ranges included, they are weights too). Returns one row of metrics per epoch, the
     kept epoch's row marked `"kept": True`."""
     optimizer = fine_tune_optimizer(recipe, learning_rate, epochs * steps_per_epoch(recipe, data))
-    model.compile(optimizer, loss_for(recipe, len(data.labels)), metrics=[accuracy])
+    model.compile(optimizer, loss_for(recipe, data.labels), metrics=[accuracy])
     val = validation_dataset(recipe, data)
     rows, best, best_weights = [], None, None
     for epoch in tqdm(range(epochs), desc=desc, unit="epoch", disable=not progress):
@@ -279,11 +288,11 @@ def train(recipe: Recipe, run_dir: str, *, restart: bool = False, progress: bool
         raise DataError(f"{recipe.name}: the training split is empty")
     atomic_write_text(os.path.join(run_dir, rundir.LABELS), "\n".join(data.labels) + "\n")
     write_info(run_dir, ModelInfo(tuple(data.labels), recipe.frontend, recipe.clip_ms, recipe.model, recipe.name))
-    stats = feature_stats(data.waveforms["train"], recipe, data.background)
+    stats = feature_stats(data.waveforms["train"], recipe, data.background) if recipe.feature_norm else None
     model = build_model(recipe, len(data.labels), stats)
     steps = int(np.ceil(len(data.targets["train"]) / recipe.schedule.batch_size))
     optimizer = make_optimizer(recipe, steps)
-    model.compile(optimizer, loss_for(recipe, len(data.labels)), metrics=[accuracy])
+    model.compile(optimizer, loss_for(recipe, data.labels), metrics=[accuracy])
     optimizer.build(model.trainable_variables)  # so a checkpoint can restore the moments before step 1
     ckpt = Checkpointer(run_dir, model, optimizer)
 

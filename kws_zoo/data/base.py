@@ -17,6 +17,7 @@ from kws_zoo.data.splits import SPEAKER_HALVES, SPLITS, round_half_up
 from kws_zoo.data.synthetic.defaults import default_corpus_dir
 
 SILENCE = "_silence_"
+MAX_NEGATIVE_PCT = 100000.0
 UNKNOWN = "_unknown_"
 KINDS = ("gsc", "folder", "fsdd", "testset", "pseudo")
 PROTOCOLS = ("12", "35", "all")
@@ -107,15 +108,21 @@ class DataConfig:
     max_per_label: int = 0  # at most this many examples per label and split, drawn with `seed` (0: all)
     repeat: int = 1  # as an extra_train dataset: each of its examples this many times (a few real clips count)
     with_unknown: bool = False  # as an extra_train dataset: its _unknown_ examples join too (another TTS corpus)
+    # Silence examples labelled _unknown_ too: labels (_unknown_, *words). A wake word's two-class softmax is the
+    # sigmoid of one logit difference, which is the single probability ESPHome's micro_wake_word reads.
+    one_negative_class: bool = False
 
     def __post_init__(self):
         if self.kind not in KINDS:
             raise ConfigError(f"dataset kind {self.kind!r} is not one of {KINDS}")
         if self.protocol not in PROTOCOLS:
             raise ConfigError(f"protocol {self.protocol!r} is not one of {PROTOCOLS}")
-        for name in ("silence_pct", "unknown_pct", "validation_pct", "testing_pct"):
+        for name in ("validation_pct", "testing_pct"):
             if not 0 <= getattr(self, name) <= 100:
                 raise ConfigError(f"{name} must be in [0, 100], got {getattr(self, name)}")
+        for name in ("silence_pct", "unknown_pct"):  # above 100: more negatives than keyword examples
+            if not 0 <= getattr(self, name) <= MAX_NEGATIVE_PCT:
+                raise ConfigError(f"{name} must be in [0, {MAX_NEGATIVE_PCT}], got {getattr(self, name)}")
         if self.validation_pct + self.testing_pct >= 100:
             raise ConfigError("validation_pct + testing_pct must leave something for training")
         for name in ("background_dirs", "unknown_dirs"):
@@ -174,8 +181,10 @@ def assemble(by_split: dict[str, dict[str, list[tuple[str, str]]]], words: tuple
     min(round(unknown_pct*K/100), pool) files drawn without replacement from every other word
     (deterministic in cfg.seed), and silence gets round(silence_pct*K/100) examples.
     """
-    labels = (SILENCE, UNKNOWN, *words)
+    labels = (UNKNOWN, *words) if cfg.one_negative_class else (SILENCE, UNKNOWN, *words)
     index = {w: i for i, w in enumerate(labels)}
+    if cfg.one_negative_class:
+        index[SILENCE] = index[UNKNOWN]
     splits = {}
     for split_no, split in enumerate(SPLITS):
         files = by_split.get(split, {})

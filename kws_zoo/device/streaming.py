@@ -61,8 +61,9 @@ class TflmStreamingModel(TflmModel):
         else:
             self._interp.reset()
 
-    def step(self, frames: np.ndarray) -> np.ndarray:
-        """frames [frames_per_step, bins] float (or int8 already quantized) -> logits [classes] float."""
+    def step(self, frames: np.ndarray, raw: bool = False) -> np.ndarray:
+        """frames [frames_per_step, bins] float (or int8 already quantized) -> logits [classes] float, or with
+        raw the output tensor as the device reads it (e.g. uint8)."""
         x = np.asarray(frames).reshape(self.frames_shape)
         if self.frames_quant is not None and np.issubdtype(x.dtype, np.floating):
             x = quantize(x, *self.frames_quant)
@@ -83,17 +84,20 @@ class TflmStreamingModel(TflmModel):
                 values.append(value)
             self._values = values
         logits = np.array(interp.get_output(self._logits_index), copy=True).reshape(-1)
-        return dequantize(logits, *self.logits_quant) if self.logits_quant is not None else logits
+        if raw or self.logits_quant is None:
+            return logits
+        return dequantize(logits, *self.logits_quant)
 
     def predict(self, x, progress=None):
         raise TypeError("a streaming model runs step by step: use run(features) or step(frames)")
 
-    def run(self, features: np.ndarray, reset: bool = True) -> np.ndarray:
-        """features [T, bins] (T a multiple of frames_per_step) -> logits [T / frames_per_step, classes]."""
+    def run(self, features: np.ndarray, reset: bool = True, raw: bool = False) -> np.ndarray:
+        """features [T, bins] (T a multiple of frames_per_step) -> logits [T / frames_per_step, classes]
+        (raw: as step(raw=True))."""
         features = np.asarray(features)
         if len(features) % self.frames_per_step:
             raise ValueError(f"{len(features)} frames are not a multiple of the step ({self.frames_per_step})")
         if reset:
             self.reset()
         s = self.frames_per_step
-        return np.stack([self.step(features[t:t + s]) for t in range(0, len(features), s)])
+        return np.stack([self.step(features[t:t + s], raw) for t in range(0, len(features), s)])

@@ -110,6 +110,34 @@ def plot_det(rows: list[dict], path: str, title: str) -> str:
     return path
 
 
+def plot_wake_det(rows: list[dict], float_rows: list[dict] | None, chosen: dict, target: float, path: str,
+                  title: str) -> str:
+    """Wake-word DET curve (kws_zoo.evaluate.wake rows): FRR against FA/h with each FA/h's 95% Poisson interval,
+    the float model's curve when given, the target FA/h and the cut-off chosen on validation."""
+    with figure(path, (6.5, 4.8)) as (_, ax):
+        for name, rs, colour in (("TFLM int8", rows, "C0"), ("float Keras", float_rows or [], "C1")):
+            if not rs:
+                continue
+            fa = np.array([r["fa_per_hour"] for r in rs])
+            lo = np.array([r["fa_per_hour_95"][0] for r in rs])
+            hi = np.array([r["fa_per_hour_95"][1] for r in rs])
+            frr = np.array([100 * r["frr"] for r in rs])
+            ax.errorbar(fa, frr, xerr=[fa - lo, hi - fa], marker="o", markersize=3, color=colour, elinewidth=0.6,
+                        capsize=2, label=name)
+        picked = [r for r in rows if r["cutoff_u8"] == chosen["cutoff_u8"] and r["window"] == chosen["window"]]
+        for r in picked:
+            ax.plot([r["fa_per_hour"]], [100 * r["frr"]], marker="*", markersize=14, color="C3",
+                    label=f"cut-off {r['cutoff']:.2f}, window {r['window']} (chosen on validation)")
+        ax.axvline(target, color="grey", linestyle="--", linewidth=0.8, label=f"target {target:g} FA/h")
+        ax.set_xscale("symlog", linthresh=0.1)
+        ax.set_xlabel("false accepts per hour (symlog), 95% Poisson interval")
+        ax.set_ylabel("false rejects (%)")
+        ax.set_title(title, fontsize=9)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7)
+    return path
+
+
 def plot_drift(report: dict, path: str) -> str:
     """Per-minute top-1 agreement and mean |logit difference| of each streaming form (kws_zoo.evaluate.drift)."""
     with figure(path, (6.5, 5), 2, 1, sharex=True) as (_, (top, bottom)):

@@ -98,9 +98,12 @@ def calibration_steps(stream_model: keras.Model, features: np.ndarray, max_steps
 
 
 def to_tflite_streaming(stream_model: keras.Model, representative: np.ndarray | None = None,
-                        max_steps: int = 2000) -> bytes:
+                        max_steps: int = 2000, output_type: str = "int8") -> bytes:
     """int8 .tflite of a streaming model (float when representative is None), calibrated by streaming
-    `representative` features [N, T, ...] (a few long streams or many clips)."""
+    `representative` features [N, T, ...] (a few long streams or many clips). output_type 'uint8' ends the graph
+    with a QUANTIZE to uint8 (what ESPHome's micro_wake_word reads)."""
+    if output_type not in ("int8", "uint8"):
+        raise ExportError(f"output_type must be 'int8' or 'uint8', got {output_type!r}")
     conv = converter_of(stream_model, lambda: _concrete(stream_model))
     saved = []
     if not _is_external(stream_model):
@@ -114,7 +117,7 @@ def to_tflite_streaming(stream_model: keras.Model, representative: np.ndarray | 
         conv.representative_dataset = lambda: calibration_steps(stream_model, representative, max_steps)
         conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         conv.inference_input_type = tf.int8
-        conv.inference_output_type = tf.int8
+        conv.inference_output_type = tf.int8 if output_type == "int8" else tf.uint8
         if not _is_external(stream_model):
             conv._experimental_variable_quantization = True  # noqa: SLF001 - see the module docstring
     try:

@@ -44,6 +44,9 @@ class MatchboxNetConfig:
     kernel_step: int = 2
     prologue_channels: int = 128
     prologue_kernel: int = 11
+    # > 1: the prologue is a plain convolution striding this many frames (a streaming step is that many frames,
+    # as in microWakeWord's models), instead of the time-channel separable one
+    prologue_stride: int = 1
     epilogue_channels: int = 128
     epilogue_kernel: int = 29
     epilogue_dilation: int = 2
@@ -60,7 +63,8 @@ class MatchboxNetConfig:
     def __post_init__(self):
         if min(self.blocks, self.repeats, self.channels) < 1:
             raise ConfigError("blocks, repeats and channels must be positive")
-        if min(self.first_kernel, self.prologue_kernel, self.epilogue_kernel, self.epilogue_dilation) < 1 \
+        if min(self.first_kernel, self.prologue_kernel, self.epilogue_kernel, self.epilogue_dilation,
+               self.prologue_stride) < 1 \
                 or self.kernel_step < 0:
             raise ConfigError("kernel sizes and dilation must be positive, kernel_step non-negative")
         if not 0.0 <= self.ternary_sparsity < 1.0:
@@ -117,7 +121,13 @@ def build_matchboxnet(cfg: MatchboxNetConfig, *, input_shape, num_classes, featu
     # [B, T, bins, 1] -> [B, T, 1, bins]: same memory order, so a free RESHAPE; bins become channels.
     x = L.Reshape((input_shape[0], 1, input_shape[1]), name="bins_to_channels")(x)
     b = _Builder(cfg)
-    x = b.activate(b.separable(x, cfg.prologue_channels, cfg.prologue_kernel, "prologue_"), "prologue_")
+    if cfg.prologue_stride > 1:
+        x, padding = pad_time(x, (cfg.prologue_kernel, 1), cfg.prologue_stride, 1, cfg.time_padding, "prologue_")
+        x = L.Conv2D(cfg.prologue_channels, (cfg.prologue_kernel, 1), strides=(cfg.prologue_stride, 1),
+                     padding=padding, use_bias=False, name="prologue_conv")(x)
+        x = b.activate(L.BatchNormalization(name="prologue_bn")(x), "prologue_")
+    else:
+        x = b.activate(b.separable(x, cfg.prologue_channels, cfg.prologue_kernel, "prologue_"), "prologue_")
     for i in range(cfg.blocks):
         x = b.block(x, i)
     x = b.separable(x, cfg.epilogue_channels, cfg.epilogue_kernel, "epilogue1_", cfg.epilogue_dilation)
@@ -154,3 +164,9 @@ for _ternary in (False, True):
 # dense 3x1x64's trainable parameters.
 _register("matchboxnet_3x1x64_ternary_deep", MatchboxNetConfig(blocks=6, repeats=3, ternary=True),
           "ternary MatchboxNet 6x3x64, same trainable-parameter budget as the dense 3x1x64")
+# Wake-word size: a plain prologue convolution striding 3 frames (a 30 ms step, [1, 3, 40] in, as ESPHome feeds)
+# with the 40 bins as its input channels, then small time-channel separable blocks; about 1 s of receptive field.
+_register("matchboxnet_wake", MatchboxNetConfig(channels=32, first_kernel=5, prologue_channels=32, prologue_kernel=5,
+                                                prologue_stride=3, epilogue_channels=48, epilogue_kernel=7,
+                                                time_padding="valid"),
+          "MatchboxNet for wake words: stride-3 prologue, 3 blocks of 32 channels, 30 ms steps")

@@ -68,7 +68,7 @@ def compress_run(run_dir: str, recipe: Recipe | None = None, *, progress: bool =
         bar = [TqdmCallback(verbose=0, desc=f"DSNN {recipe.name}")] if progress else []
         history = fit_dsnn(model, cfg.dsnn, train_dataset(recipe, data, recipe.schedule.epochs), epochs=cfg.epochs,
                  optimizer=fine_tune_optimizer(recipe, cfg.learning_rate, steps),
-                 loss=loss_for(recipe, len(data.labels)), validation=validation_dataset(recipe, data),
+                 loss=loss_for(recipe, data.labels), validation=validation_dataset(recipe, data),
                  seed=recipe.seed, callbacks=bar, depthwise=cfg.dsnn.depthwise)
         batches = [x for x, _ in train_dataset(recipe, data, recipe.schedule.epochs).take(BN_CALIBRATION_BATCHES)]
         affine, ranks = history.model.level_bn_affine(), history.model.level_ranks()

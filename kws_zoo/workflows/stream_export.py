@@ -40,19 +40,23 @@ def _joined(features: np.ndarray, streams: int) -> np.ndarray:
     return features[:n].reshape(streams, -1, features.shape[-1])
 
 
+def _joined_split(recipe: Recipe, data: PreparedData, rng, split: str, clips: int, streams: int) -> np.ndarray:
+    waves = data.waveforms[split]
+    feats = features_for(waves[rng.permutation(len(waves))[:clips]], recipe.frontend,
+                         background=data.background, seed=recipe.seed)
+    return _joined(feats, streams)
+
+
+def calibration_streams(recipe: Recipe, data: PreparedData, clips: int) -> np.ndarray:
+    """Calibration streams [CALIBRATION_STREAMS, T, bins]: randomly picked training clips joined end to end."""
+    return _joined_split(recipe, data, np.random.default_rng(recipe.seed), "train", clips, CALIBRATION_STREAMS)
+
+
 def calibration_and_check_streams(recipe: Recipe, data: PreparedData, calibration_clips: int, check_clips: int):
-    """(calibration streams [CALIBRATION_STREAMS, T, bins], one check stream [T', bins]) from randomly picked
-    training and test clips joined end to end."""
+    """(calibration_streams, one check stream [T', bins] of randomly picked test clips joined end to end)."""
     rng = np.random.default_rng(recipe.seed)
-
-    def joined(split, clips, streams):
-        waves = data.waveforms[split]
-        feats = features_for(waves[rng.permutation(len(waves))[:clips]], recipe.frontend,
-                             background=data.background, seed=recipe.seed)
-        return _joined(feats, streams)
-
-    calibration = joined("train", calibration_clips, CALIBRATION_STREAMS)
-    return calibration, joined("test", check_clips, 1)[0]
+    calibration = _joined_split(recipe, data, rng, "train", calibration_clips, CALIBRATION_STREAMS)
+    return calibration, _joined_split(recipe, data, rng, "test", check_clips, 1)[0]
 
 
 def export_streaming_run(run_dir: str, out_dir: str | None = None, progress: bool = True,

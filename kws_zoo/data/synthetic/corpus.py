@@ -14,7 +14,7 @@ import os
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 import soundfile as sf
@@ -54,7 +54,7 @@ RATE_JITTER, PITCH_JITTER = 0.06, 0.04  # per-utterance, relative
 GAIN_DBFS = (-20.0, -1.0)  # clip peak level
 MAX_OFFSET_S = 0.1  # the word's centre moves at most this far from the clip centre
 MAX_SPEECH_S = 0.92  # longer renders are redone faster so the word fits in 1 s
-_WORD_RE = re.compile(r"^[a-z][a-z'-]*$")
+_WORD_RE = re.compile(r"^[a-z][a-z_'-]*$")
 
 
 @dataclass(frozen=True)
@@ -123,12 +123,16 @@ def clip_params(seed: int, speaker: Speaker, word: str, take: int) -> dict[str, 
             "gain_db": rng.uniform(*GAIN_DBFS), "offset": rng.uniform(-1, 1)}
 
 
-def render_clips(seed: int, speaker: Speaker, jobs: Sequence[tuple[str, int]]) -> list[np.ndarray]:
-    """The finished 1 s clips for (word, take) jobs of one speaker (one festival process for all)."""
+def render_clips(seed: int, speaker: Speaker, jobs: Sequence[tuple[str, int]],
+                 texts: Mapping[str, str] | None = None) -> list[np.ndarray]:
+    """The finished 1 s clips for (word, take) jobs of one speaker (one festival process for all); `texts`
+    maps a word (folder) to what is said when that differs, e.g. 'hey_zoo' -> 'hey zoo'."""
+    texts = texts or {}
     params = [clip_params(seed, speaker, word, take) for word, take in jobs]
-    items = [(word, p["rate"], p["pitch"]) for (word, _), p in zip(jobs, params)]
+    spoken = [texts.get(word, word) for word, _ in jobs]
+    items = [(text, p["rate"], p["pitch"]) for text, p in zip(spoken, params)]
     raw = tts_render_many(speaker.engine, speaker.voice, items, formant=speaker.formant)
-    return [_finish(speaker, word, audio, p) for (word, _), audio, p in zip(jobs, raw, params)]
+    return [_finish(speaker, text, audio, p) for text, audio, p in zip(spoken, raw, params)]
 
 
 def _finish(speaker: Speaker, word: str, audio: np.ndarray, p: dict[str, float]) -> np.ndarray:
@@ -186,9 +190,9 @@ def _babble_talkers(seed: int, engines: Sequence[str]) -> list[tuple[str, str]]:
 
 # ---- work items run in worker processes (top-level functions so they pickle) -------------------------
 
-def _speaker_task(args: tuple[int, Speaker, list[tuple[str, int]], str]) -> int:
-    seed, speaker, jobs, out_dir = args
-    for (word, take), clip in zip(jobs, render_clips(seed, speaker, jobs)):
+def _speaker_task(args: tuple[int, Speaker, list[tuple[str, int]], str, dict]) -> int:
+    seed, speaker, jobs, out_dir, texts = args
+    for (word, take), clip in zip(jobs, render_clips(seed, speaker, jobs, texts)):
         write_wav(os.path.join(out_dir, word, f"{speaker.id}_nohash_{take}.wav"), clip)
     return len(jobs)
 
@@ -209,9 +213,13 @@ def _run(task: tuple) -> int:
 
 def make_corpus(out_dir: str | os.PathLike, words: Sequence[str] = GSC_V2_WORDS, *,
                 speakers: int | None = DEFAULT_SPEAKERS, takes: int = 1, seed: int = 0, workers: int = 2,
-                progress: bool = True, engines: Sequence[str] = DEFAULT_ENGINES) -> dict:
-    """Writes (or completes) the corpus in `out_dir` and returns its card; `speakers=None` uses all."""
-    words, engines = _check_words(words), tuple(engines)
+                progress: bool = True, engines: Sequence[str] = DEFAULT_ENGINES,
+                texts: Mapping[str, str] | None = None, babble_words: Sequence[str] | None = None) -> dict:
+    """Writes (or completes) the corpus in `out_dir` and returns its card; `speakers=None` uses all.
+
+    texts: what is said for a word folder whose name is not the text ('hey_zoo' -> 'hey zoo'); babble_words:
+    the vocabulary of the babble noise (default `words`; a wake-word corpus keeps its phrase out of it)."""
+    words, engines, texts = _check_words(words), tuple(engines), dict(texts or {})
     if speakers is not None and speakers < 1 or takes < 1:
         raise ConfigError("speakers and takes must be >= 1")
     chosen = select_speakers(seed, engines, speakers)
@@ -227,13 +235,14 @@ def make_corpus(out_dir: str | os.PathLike, words: Sequence[str] = GSC_V2_WORDS,
     (out / BACKGROUND_DIR).mkdir(exist_ok=True)
 
     tasks: list[tuple] = []
-    for name in noise.generators(words, _babble_talkers(seed, used_engines)):
+    babble = tuple(words if babble_words is None else babble_words)
+    for name in noise.generators(babble, _babble_talkers(seed, used_engines)):
         if not (out / BACKGROUND_DIR / name).exists():
-            tasks.append(("background", (seed, name, words, used_engines, str(out))))
+            tasks.append(("background", (seed, name, babble, used_engines, str(out))))
     for sp in chosen:
         jobs = [(w, t) for w in words for t in range(takes) if not (out / w / f"{sp.id}_nohash_{t}.wav").exists()]
         if jobs:
-            tasks.append(("speaker", (seed, sp, jobs, str(out))))
+            tasks.append(("speaker", (seed, sp, jobs, str(out), texts)))
     # slowest first (background, festival) so the pool does not end on one long task
     tasks.sort(key=lambda t: 0 if t[0] == "background" else 1 if t[1][1].engine == "festival" else 2)
     total = sum(1 if kind == "background" else len(a[2]) for kind, a in tasks)
@@ -260,7 +269,7 @@ def _check_words(words: Iterable[str]) -> tuple[str, ...]:
     words = tuple(words)
     bad = [w for w in words if not _WORD_RE.match(w)]
     if not words or bad or len(set(words)) != len(words):
-        raise ConfigError(f"words must be unique lowercase words (letters, ' and -); got {list(words)}")
+        raise ConfigError(f"words must be unique lowercase words (letters, _, ' and -); got {list(words)}")
     return words
 
 
