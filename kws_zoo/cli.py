@@ -71,7 +71,7 @@ def _cmd_train(args) -> None:
     from kws_zoo.workflows.wakeword.config import is_wakeword_recipe
 
     if is_wakeword_recipe(args.recipe):  # a wake-word recipe trains through its own flow
-        args.phrase, args.preset, args.rounds, args.target_fa_per_hour = None, None, None, None
+        args.phrase, args.preset, args.esphome, args.rounds, args.target_fa_per_hour = None, None, None, None, None
         args.test_hours = args.positives = args.negatives = None
         args.workers = 2
         return _cmd_wakeword(args)
@@ -108,7 +108,8 @@ def _cmd_wakeword(args) -> None:
         cfg = load_wakeword(args.recipe)
     else:
         cfg = WakewordConfig(phrase=args.phrase)
-    overrides = {k: v for k, v in (("preset", args.preset), ("rounds", args.rounds), ("epochs", args.epochs),
+    overrides = {k: v for k, v in (("preset", args.preset), ("esphome", args.esphome), ("rounds", args.rounds),
+                                   ("epochs", args.epochs),
                                    ("target_fa_per_hour", args.target_fa_per_hour), ("test_hours", args.test_hours),
                                    ("positives_dir", args.positives), ("negatives_dir", args.negatives))
                  if v is not None}
@@ -367,7 +368,10 @@ def _add_parsers(sub) -> None:
     p.add_argument("phrase", nargs="?", help='the wake phrase, e.g. "hey zoo"')
     p.add_argument("--recipe", help='a wake-word recipe JSON ({"kind": "wakeword", "phrase": ...})')
     p.add_argument("--out", help="build folder (default runs/wakeword_<phrase>_<preset>)")
-    p.add_argument("--preset", help="ds_cnn_wake (default), repcnn_s, repcnn_s_plain, bc_resnet_1")
+    p.add_argument("--preset", help="matchboxnet_wake (default), repcnn_wake, repcnn_wake_plain, ds_cnn_wake, "
+                                    "repcnn_s, repcnn_s_plain, bc_resnet_1")
+    p.add_argument("--no-esphome", dest="esphome", action="store_false", default=None,
+                   help="build even if the preset does not fit ESPHome's micro_wake_word (no manifest then)")
     p.add_argument("--rounds", type=int, help="trainings, with hard-negative mining between them (default 2)")
     p.add_argument("--epochs", type=int, help="epochs per round (default: the preset's)")
     p.add_argument("--target-fa-per-hour", type=float, help="false accepts per hour to choose the cut-off for "

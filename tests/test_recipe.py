@@ -9,9 +9,11 @@ from kws_zoo import cli
 from kws_zoo.models import list_models
 from kws_zoo.recipe import load_recipe
 from kws_zoo.train import build_model
+from kws_zoo.workflows.wakeword.config import is_wakeword_recipe, load_wakeword
 
 RECIPES = pathlib.Path(__file__).resolve().parent.parent / "recipes"
-FILES = sorted(RECIPES.glob("*.json"))
+WAKEWORD_FILES = sorted(p for p in RECIPES.glob("*.json") if is_wakeword_recipe(str(p)))
+FILES = sorted(set(RECIPES.glob("*.json")) - set(WAKEWORD_FILES))
 
 
 @pytest.mark.parametrize("path", FILES, ids=[p.stem for p in FILES])
@@ -21,6 +23,12 @@ def test_recipe_loads_and_builds(path):
     model = build_model(recipe, 12, None)
     assert tuple(model.input_shape[1:]) == recipe.frontend.output_shape(recipe.clip_samples)
     assert tuple(model.output_shape) == (None, 12)
+
+
+@pytest.mark.parametrize("path", WAKEWORD_FILES, ids=[p.stem for p in WAKEWORD_FILES])
+def test_wakeword_recipe_loads(path):
+    cfg = load_wakeword(str(path))
+    assert path.stem.startswith(f"wakeword_{cfg.phrase.replace(' ', '_')}")
 
 
 def test_every_registered_model_has_a_digits_recipe():

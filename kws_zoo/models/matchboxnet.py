@@ -28,6 +28,7 @@ import dataclasses
 
 from kws_zoo.core.compat import keras
 from kws_zoo.core.errors import ConfigError
+from kws_zoo.layers.rep_conv import RepConv2D
 from kws_zoo.layers.ternary_pointwise import TernaryPointwise, export_form  # noqa: F401 (re-export)
 from kws_zoo.models.common import feature_input, pad_time
 from kws_zoo.models.registry import register_model
@@ -47,6 +48,10 @@ class MatchboxNetConfig:
     # > 1: the prologue is a plain convolution striding this many frames (a streaming step is that many frames,
     # as in microWakeWord's models), instead of the time-channel separable one
     prologue_stride: int = 1
+    # The depthwise time convolutions: "none" as MatchboxNet (no BN of their own); "rep" RepCNN's multi-branch
+    # RepConv2D (main (k, 1) kernel, smaller odd (j, 1) kernels and the identity, each with BN; one conv after
+    # reparameterize); "plain" its uni-branch twin, conv + BN (the same inference graph as "rep").
+    depthwise_branches: str = "none"
     epilogue_channels: int = 128
     epilogue_kernel: int = 29
     epilogue_dilation: int = 2
@@ -69,6 +74,8 @@ class MatchboxNetConfig:
             raise ConfigError("kernel sizes and dilation must be positive, kernel_step non-negative")
         if not 0.0 <= self.ternary_sparsity < 1.0:
             raise ConfigError(f"ternary_sparsity must be in [0, 1), got {self.ternary_sparsity}")
+        if self.depthwise_branches not in ("none", "rep", "plain"):
+            raise ConfigError(f"depthwise_branches must be 'none', 'rep' or 'plain', got {self.depthwise_branches!r}")
         if self.ternary_scope not in ("all", "blocks"):
             raise ConfigError(f"ternary_scope must be 'all' or 'blocks', got {self.ternary_scope!r}")
 
@@ -90,8 +97,14 @@ class _Builder:
     def separable(self, x, filters: int, kernel: int, name: str, dilation: int = 1, in_block: bool = False):
         """Time-channel separable conv + BN (activation left to the caller, for the residual add)."""
         x, padding = pad_time(x, (kernel, 1), 1, (dilation, 1), self.cfg.time_padding, name)
-        x = L.DepthwiseConv2D((kernel, 1), padding=padding, dilation_rate=(dilation, 1), use_bias=False,
-                              name=f"{name}dw")(x)
+        if self.cfg.depthwise_branches == "rep":
+            x = RepConv2D(None, (kernel, 1), dilation_rate=(dilation, 1), depthwise=True, padding=padding,
+                          branch_kernels=tuple((j, 1) for j in range(kernel - 2, 0, -2)), name=f"{name}dw")(x)
+        else:
+            x = L.DepthwiseConv2D((kernel, 1), padding=padding, dilation_rate=(dilation, 1), use_bias=False,
+                                  name=f"{name}dw")(x)
+            if self.cfg.depthwise_branches == "plain":
+                x = L.BatchNormalization(name=f"{name}dw_bn")(x)
         x = self.pointwise(x, filters, f"{name}pw", in_block)
         return L.BatchNormalization(name=f"{name}bn")(x)
 
@@ -166,7 +179,15 @@ _register("matchboxnet_3x1x64_ternary_deep", MatchboxNetConfig(blocks=6, repeats
           "ternary MatchboxNet 6x3x64, same trainable-parameter budget as the dense 3x1x64")
 # Wake-word size: a plain prologue convolution striding 3 frames (a 30 ms step, [1, 3, 40] in, as ESPHome feeds)
 # with the 40 bins as its input channels, then small time-channel separable blocks; about 1 s of receptive field.
+_WAKE = MatchboxNetConfig(channels=32, first_kernel=5, prologue_channels=32, prologue_kernel=5, prologue_stride=3,
+                          epilogue_channels=48, epilogue_kernel=7, time_padding="valid")
 _register("matchboxnet_wake", MatchboxNetConfig(channels=32, first_kernel=5, prologue_channels=32, prologue_kernel=5,
                                                 prologue_stride=3, epilogue_channels=48, epilogue_kernel=7,
                                                 time_padding="valid"),
           "MatchboxNet for wake words: stride-3 prologue, 3 blocks of 32 channels, 30 ms steps")
+# RepCNN as its paper builds it for wake words: one-dimensional (time) convolutions over the bins as channels, each
+# depthwise one trained with parallel smaller kernels and the identity, re-parameterized into one for inference.
+_register("repcnn_wake", dataclasses.replace(_WAKE, depthwise_branches="rep"),
+          "RepCNN for wake words: matchboxnet_wake's 1-D network, multi-branch depthwise time convs")
+_register("repcnn_wake_plain", dataclasses.replace(_WAKE, depthwise_branches="plain"),
+          "uni-branch twin of repcnn_wake: the same inference graph, trained as conv + BN")

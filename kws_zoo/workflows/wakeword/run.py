@@ -18,7 +18,7 @@ import os
 import numpy as np
 
 from kws_zoo import rundir
-from kws_zoo.core.errors import RunDirError
+from kws_zoo.core.errors import ExportError, RunDirError
 from kws_zoo.core.files import atomic_write_bytes, atomic_write_json, atomic_write_text
 from kws_zoo.data.audio import read_wav
 from kws_zoo.data.frontends import FrontendConfig
@@ -80,7 +80,10 @@ def check_preset(cfg: WakewordConfig) -> None:
     stream = to_streaming(esphome.with_wake_probability(reparameterize(model)), "internal")
     frames = np.random.default_rng(0).uniform(0, 25, (2, 3 * streaming_spec(model).window_frames, 40))
     model_bytes = to_tflite_streaming(stream, esphome.anchor_input_range(frames), output_type="uint8")
-    esphome.check_model(model_bytes, f"preset {cfg.preset} ({cfg.model})")
+    try:
+        esphome.check_model(model_bytes, f"preset {cfg.preset} ({cfg.model})")
+    except ExportError as err:
+        raise ExportError(f"{err}; build it anyway with --no-esphome (\"esphome\": false), without a manifest") from None
 
 
 def export_esphome(run_dir: str, recipe: Recipe, progress: bool, strict: bool = True
