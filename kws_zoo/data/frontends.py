@@ -38,6 +38,11 @@ class FrontendConfig:
     # log(mel_power + floor): a floor well above numerical zero makes the features ignore very quiet
     # detail that differs between TTS and microphones (measured: it helps synthetic-to-real transfer).
     log_floor: float = 1e-4
+    # Micro frontend only: seconds of the clip itself (cycled) run through the frontend before the clip, so its
+    # noise reduction and gain control have settled as they have in a stream. A fresh frontend starts with no noise
+    # estimate and full gain: measured on TTS clips in noise, its features differ from a settled one's by 4.3 on
+    # average (features average 3.3), by 0.5 after a 1 s warm-up. 0: a fresh frontend per clip.
+    warmup_s: float = 0.0
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -46,6 +51,9 @@ class FrontendConfig:
             raise ConfigError("sample_rate, window_ms, hop_ms, num_mels, num_mfcc and log_floor must be > 0, got "
                              f"{self.sample_rate}, {self.window_ms}, {self.hop_ms}, {self.num_mels}, "
                              f"{self.num_mfcc}, {self.log_floor}")
+        if self.warmup_s < 0 or (self.warmup_s and self.kind != "micro"):
+            raise ConfigError(f"warmup_s is for the micro frontend and must be >= 0, got {self.warmup_s} "
+                              f"for {self.kind!r}")
         if self.kind == "micro":
             for key, value in MICRO_SETTINGS.items():
                 if getattr(self, key) != value:
@@ -121,16 +129,22 @@ def make_frontend(cfg: FrontendConfig):
         return tf.identity
     if cfg.kind == "speech_embedding":
         raise ConfigError("the speech_embedding frontend runs outside TensorFlow: train on it with `kws-zoo teacher`")
-    return _micro_batch
+    return functools.partial(_micro_batch, warmup_s=cfg.warmup_s)
 
 
-def micro_features(audio: np.ndarray) -> np.ndarray:
+def micro_features(audio: np.ndarray, warmup_s: float = 0.0) -> np.ndarray:
     """TFLM micro frontend over one float waveform in [-1, 1] -> [frames, 40] float32.
 
     The frontend is stateful (noise reduction, PCAN gain control adapt over time), so a clip is
-    processed from a fresh state, 10 ms at a time, exactly as a device would from power-on.
+    processed from a fresh state, 10 ms at a time, exactly as a device would from power-on; with warmup_s, after
+    that much of the clip (cycled) has been through it, as in a stream (FrontendConfig.warmup_s).
     """
-    return MicroFrontendStream().process(audio)
+    if warmup_s <= 0:
+        return MicroFrontendStream().process(audio)
+    audio = np.asarray(audio, np.float32)
+    hop = int(MICRO_SETTINGS["hop_ms"] * SAMPLE_RATE / 1000)
+    pre = np.resize(audio, int(warmup_s * SAMPLE_RATE) // hop * hop)  # whole hops: frames stay on the clip's grid
+    return MicroFrontendStream().process(np.concatenate([pre, audio]))[len(pre) // hop:]
 
 
 class MicroFrontendStream:
@@ -158,9 +172,9 @@ class MicroFrontendStream:
         return np.asarray(frames, dtype=np.float32).reshape(-1, MICRO_SETTINGS["num_mels"])
 
 
-def _micro_batch(waveforms: tf.Tensor) -> tf.Tensor:
+def _micro_batch(waveforms: tf.Tensor, warmup_s: float = 0.0) -> tf.Tensor:
     def run(batch):
-        return np.stack([micro_features(w) for w in batch])
+        return np.stack([micro_features(w, warmup_s) for w in batch])
 
     out = tf.numpy_function(run, [waveforms], tf.float32, stateful=False)
     frames = FrontendConfig.micro().output_shape(waveforms.shape[-1])[0] if waveforms.shape[-1] else None

@@ -55,6 +55,18 @@ def test_micro_frontend_shape_and_determinism():
     assert a.std() > 0
 
 
+def test_micro_warmup_gives_the_settled_frontend_on_the_clip_grid():
+    y = _speechlike(seed=3)
+    warm = micro_features(y, warmup_s=1.0)
+    twice = micro_features(np.concatenate([y, y]))[-len(warm):]  # the second pass of the clip: the same frames
+    np.testing.assert_array_equal(warm, twice)
+    assert warm.shape == (98, 40) and np.abs(warm - micro_features(y)).mean() > 0.1  # a fresh frontend differs
+    batch = np.asarray(make_frontend(FrontendConfig(kind="micro", warmup_s=1.0, fmin=125.0, fmax=7500.0))(y[None]))
+    np.testing.assert_array_equal(batch[0], warm)
+    with pytest.raises(ConfigError, match="warmup_s is for the micro frontend"):
+        FrontendConfig(warmup_s=1.0)
+
+
 def test_bad_configs_are_rejected():
     with pytest.raises(ConfigError, match="kind"):
         FrontendConfig(kind="spectrogram")

@@ -43,6 +43,7 @@ from kws_zoo.workflows.wakeword.corpus import build_corpus, check_inputs
 
 CONFIG = "wakeword.json"
 LATENCY_S = 1.0  # a detection up to this long after the phrase ends still counts as its detection
+WARMUP_S = 1.0  # training features from a settled micro frontend, as in the streams (FrontendConfig.warmup_s)
 
 
 def round_recipe(cfg: WakewordConfig, corpus: str, round_no: int) -> Recipe:
@@ -52,7 +53,7 @@ def round_recipe(cfg: WakewordConfig, corpus: str, round_no: int) -> Recipe:
         "data": {"kind": "gsc", "path": os.path.abspath(corpus), "words": [phrase_slug(cfg.phrase)],
                  "one_negative_class": True, "unknown_pct": 100000, "silence_pct": 25, "seed": cfg.seed,
                  "background_dirs": [os.path.abspath(d) for d in background]},
-        "frontend": FrontendConfig.micro().to_dict(),
+        "frontend": FrontendConfig.micro().to_dict() | {"warmup_s": WARMUP_S},
         "feature_norm": False,
         "schedule": {"epochs": cfg.epochs_per_round, "batch_size": 100, "learning_rate": 0.003,
                      "negative_weight": cfg.negative_weight},
