@@ -125,3 +125,13 @@ def test_config_refuses_unknown_presets_and_keys(tmp_path):
     bad.write_text(json.dumps({"kind": "wakeword", "phrase": "hey zoo", "rounds_": 2}))
     with pytest.raises(Exception, match="unknown WakewordConfig keys"):
         load_wakeword(str(bad))
+
+
+def test_train_takes_a_wakeword_recipe(tmp_path, capsys):
+    recipe = tmp_path / "w.json"
+    recipe.write_text(json.dumps({"kind": "wakeword", "phrase": "12:00"}))
+    with pytest.raises(SystemExit) as exit_:
+        main(["train", str(recipe), "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "w.json" in err and "no letters" in err
+    assert not (tmp_path / "out").exists()
