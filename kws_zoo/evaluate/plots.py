@@ -115,7 +115,9 @@ def plot_wake_det(rows: list[dict], float_rows: list[dict] | None, chosen: dict,
     """Wake-word DET curve (kws_zoo.evaluate.wake rows): FRR against FA/h with each FA/h's 95% Poisson interval,
     the float model's curve when given, the target FA/h and the cut-off chosen on validation."""
     with figure(path, (6.5, 4.8)) as (_, ax):
-        for name, rs, colour in (("TFLM int8", rows, "C0"), ("float Keras", float_rows or [], "C1")):
+        hours = lambda rs: f" ({rs[0]['hours']:g} h)" if rs else ""  # noqa: E731
+        for name, rs, colour in (("TFLM int8" + hours(rows), rows, "C0"),
+                                 ("float Keras" + hours(float_rows), float_rows or [], "C1")):
             if not rs:
                 continue
             fa = np.array([r["fa_per_hour"] for r in rs])
@@ -130,6 +132,7 @@ def plot_wake_det(rows: list[dict], float_rows: list[dict] | None, chosen: dict,
                     label=f"cut-off {r['cutoff']:.2f}, window {r['window']} (chosen on validation)")
         ax.axvline(target, color="grey", linestyle="--", linewidth=0.8, label=f"target {target:g} FA/h")
         ax.set_xscale("symlog", linthresh=0.1)
+        ax.set_xlim(left=0)
         ax.set_xlabel("false accepts per hour (symlog), 95% Poisson interval")
         ax.set_ylabel("false rejects (%)")
         ax.set_title(title, fontsize=9)

@@ -250,7 +250,7 @@ def _real(cfg, model_bytes, noises, chosen, stride, progress) -> dict:
         audio, _ = streams.concatenated([read_wav(p) for p in speech], real_noise, cfg.seed, gap_s=(0.2, 0.8))
         scored = streams.tflm_scores(model, audio, [])
         out["speech"] = score([scored], chosen["cutoff_u8"], chosen["window"], stride, LATENCY_S) | {
-            "files": len(speech)}
+            "files": len(speech), "rows": sweep([scored], stride, LATENCY_S, windows=(chosen["window"],))}
     folder = REAL_WAKE_WORDS.get(cfg.phrase)
     if folder:
         paths = streams.wavs_under([os.path.join(SHARED, "real", "mycroft_precise", folder)])
@@ -258,7 +258,8 @@ def _real(cfg, model_bytes, noises, chosen, stride, progress) -> dict:
             audio, events = streams.concatenated([read_wav(p) for p in paths], real_noise, cfg.seed)
             scored = streams.tflm_scores(model, audio, events)
             out["wake_word"] = score([scored], chosen["cutoff_u8"], chosen["window"], stride, LATENCY_S) | {
-                "files": len(paths), "folder": folder}
+                "files": len(paths), "folder": folder,
+                "rows": sweep([scored], stride, LATENCY_S, windows=(chosen["window"],))}
     return out
 
 
@@ -289,6 +290,11 @@ def card_markdown(card: dict) -> str:
     for key, row in card["real"].items():
         what = f"real {row.get('folder', 'speech')} ({row['files']} files)"
         lines.append(f"| {what} | {_pct(row['frr']) if row['events'] else '-'} | {_fa(row)} |")
+    real_wake = card["real"].get("wake_word", {})
+    if real_wake.get("rows"):
+        picks = [r for r in real_wake["rows"] if r["cutoff_u8"] in (100, 127, 154, 181, 208, 229, 247)]
+        lines += ["", f"Real `{real_wake['folder']}` recordings, FRR by cut-off (window {real_wake['window']}): "
+                  + ", ".join(f"{r['cutoff']:.2f}: {_pct(r['frr'])}" for r in picks) + "."]
     lines += ["", "| round | validation FRR | validation FA/h | mined triggers |", "|---:|---:|---|---:|"]
     for r in card["rounds"]:
         v = r["validation"]
