@@ -25,7 +25,7 @@ import numpy as np
 
 from kws_zoo.core.compat import keras
 from kws_zoo.core.errors import ExportError
-from kws_zoo.device.flatbuffer import op_name, read_tflite, tflite_ops
+from kws_zoo.device.flatbuffer import read_tflite, tflite_ops
 
 ESPHOME_OPS = frozenset({
     "CALL_ONCE", "VAR_HANDLE", "RESHAPE", "READ_VARIABLE", "STRIDED_SLICE", "CONCATENATION", "ASSIGN_VARIABLE",
@@ -107,17 +107,18 @@ def model_problems(model_bytes: bytes) -> list[str]:
         problems.append(f"output shape {y['shape']}; ESPHome reads one probability, [1, 1]")
     if y["type"] != _UINT8:
         problems.append("output is not uint8 (ESPHome reads output->data.uint8[0])")
-    variables = sum(1 for op in tflite_ops_list(model_bytes) if op == "VAR_HANDLE")
+    variables = resource_variables(model_bytes)
     if variables > MAX_RESOURCE_VARIABLES:
         problems.append(f"{variables} resource variables; ESPHome makes room for {MAX_RESOURCE_VARIABLES}")
     return problems
 
 
-def tflite_ops_list(model_bytes: bytes) -> list[str]:
-    """Every operator's name, repeats included (tflite_ops gives the set)."""
-    model = read_tflite(model_bytes)
-    return [op_name(model, sub.Operators(i).OpcodeIndex()) for s in range(model.SubgraphsLength())
-            for sub in [model.Subgraphs(s)] for i in range(sub.OperatorsLength())]
+def resource_variables(model_bytes: bytes) -> int:
+    """Distinct resource variables, as TFLM counts them (a variable has a VAR_HANDLE in the init subgraph and
+    another in the main one, so VAR_HANDLE ops count each twice)."""
+    from tflite_micro import runtime  # deferred: a native extension
+
+    return int(runtime.count_resource_variables(bytearray(model_bytes)))
 
 
 def check_model(model_bytes: bytes, name: str = "model") -> None:
