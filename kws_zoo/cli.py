@@ -127,6 +127,21 @@ def _cmd_wakeword(args) -> None:
     print(f"-> {os.path.join(out, 'final')}")
 
 
+def _cmd_wakeword_cost(args) -> None:
+    from kws_zoo.workflows.wakeword.config import PRESETS
+    from kws_zoo.workflows.wakeword.run import preset_cost
+
+    rows = [preset_cost(p) for p in (args.presets or sorted(PRESETS))]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return
+    print(f"{'preset':<18} {'step':>5} {'flash':>9} {'arena':>9} {'state':>7} {'vars':>4} {'instr/s':>9}  ESPHome")
+    for r in rows:
+        print(f"{r['preset']:<18} {10 * r['frames_per_step']:>3}ms {r['flash_bytes']:>9,} {r['arena_bytes']:>9,} "
+              f"{r['state_bytes']:>7,} {r['resource_variables']:>4} {r['instructions_per_second'] / 1e6:>8.2f}M  "
+              f"{'fits' if not r['esphome_problems'] else '; '.join(r['esphome_problems'])}")
+
+
 def _cmd_evaluate(args) -> None:
     from kws_zoo.evaluate.accuracy import evaluate_model, format_report
 
@@ -382,6 +397,12 @@ def _add_parsers(sub) -> None:
     p.add_argument("--workers", type=int, default=2, help="TTS worker processes")
     _json_flag(p)
     p.set_defaults(func=_cmd_wakeword)
+
+    p = sub.add_parser("wakeword-cost", help="flash, arena, state and instructions per second of audio of the "
+                                             "wake-word presets in their ESPHome form (untrained; callgrind)")
+    p.add_argument("presets", nargs="*", help="presets (default: all)")
+    _json_flag(p)
+    p.set_defaults(func=_cmd_wakeword_cost)
 
     p = sub.add_parser("evaluate", help="accuracy, per-class precision/recall, confusion matrix")
     p.add_argument("model", help="run/export directory, .keras, SavedModel or .tflite")

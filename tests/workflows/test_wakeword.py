@@ -113,7 +113,7 @@ def test_bad_user_recordings_are_reported_together_and_write_nothing(tmp_path, c
 def test_a_preset_esphome_cannot_load_is_refused_before_anything_is_written(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(esphome, "MAX_RESOURCE_VARIABLES", 2)  # as if ESPHome made room for two variables
     with pytest.raises(SystemExit):
-        main(["wakeword", "hey zoo", "--preset", "bc_resnet_1", "--out", str(tmp_path / "out")])
+        main(["wakeword", "hey zoo", "--out", str(tmp_path / "out")])
     err = capsys.readouterr().err
     assert "resource variables; ESPHome makes room for 2" in err and "--no-esphome" in err
     assert not (tmp_path / "out").exists()

@@ -38,7 +38,7 @@ from kws_zoo.recipe import Recipe, recipe_from_dict
 from kws_zoo.train import prepare_data, train, training_finished
 from kws_zoo.workflows.stream_export import calibration_streams
 from kws_zoo.workflows.wakeword import mining, streams
-from kws_zoo.workflows.wakeword.config import REAL_WAKE_WORDS, SHARED, WakewordConfig
+from kws_zoo.workflows.wakeword.config import PRESETS, REAL_WAKE_WORDS, SHARED, WakewordConfig
 from kws_zoo.workflows.wakeword.corpus import build_corpus, check_inputs
 
 CONFIG = "wakeword.json"
@@ -72,15 +72,35 @@ def _claim(out: str, cfg: WakewordConfig) -> None:
     atomic_write_text(path, json.dumps(cfg.to_dict(), indent=2) + "\n")
 
 
+def preset_form(model_name: str) -> tuple[bytes, int]:
+    """(ESPHome-form int8 .tflite, frames per step) of an untrained preset, converted as a build converts it (random
+    calibration): its ops, shapes, arena and cost are those of a trained one."""
+    model = create_model(model_name, input_shape=FrontendConfig.micro().output_shape(16000), num_classes=2)
+    stream = to_streaming(esphome.with_wake_probability(reparameterize(model)), "internal")
+    spec = streaming_spec(model)
+    frames = np.random.default_rng(0).uniform(0, 25, (2, 3 * spec.window_frames, 40))
+    return to_tflite_streaming(stream, esphome.anchor_input_range(frames), output_type="uint8"), spec.frames_per_step
+
+
+def preset_cost(preset: str, invokes: int = 30) -> dict:
+    """Flash, TFLM arena, state, resource variables, ESPHome problems and callgrind instructions per second of audio
+    of a wake-word preset (`kws-zoo wakeword-cost`)."""
+    model_bytes, stride = preset_form(PRESETS[preset][0])
+    tflm = TflmStreamingModel(model_bytes)
+    per_invoke = instructions_per_invoke(model_bytes, invokes=invokes)
+    return {"preset": preset, "model": PRESETS[preset][0], "frames_per_step": stride, "flash_bytes": len(model_bytes),
+            "arena_bytes": tflm.arena_bytes, "state_bytes": tflm.state_bytes,
+            "resource_variables": esphome.resource_variables(model_bytes),
+            "instructions_per_second": per_invoke * 100.0 / stride,
+            "esphome_problems": esphome.model_problems(model_bytes)}
+
+
 def check_preset(cfg: WakewordConfig) -> None:
-    """Before any audio is made: converts the untrained preset as the build will (random calibration) and raises
-    ExportError naming what does not fit ESPHome's micro_wake_word (when cfg.esphome)."""
+    """Before any audio is made: converts the untrained preset as the build will and raises ExportError naming what
+    does not fit ESPHome's micro_wake_word (when cfg.esphome)."""
     if not cfg.esphome:
         return
-    model = create_model(cfg.model, input_shape=FrontendConfig.micro().output_shape(16000), num_classes=2)
-    stream = to_streaming(esphome.with_wake_probability(reparameterize(model)), "internal")
-    frames = np.random.default_rng(0).uniform(0, 25, (2, 3 * streaming_spec(model).window_frames, 40))
-    model_bytes = to_tflite_streaming(stream, esphome.anchor_input_range(frames), output_type="uint8")
+    model_bytes, _ = preset_form(cfg.model)
     try:
         esphome.check_model(model_bytes, f"preset {cfg.preset} ({cfg.model})")
     except ExportError as err:
