@@ -383,8 +383,8 @@ def _add_parsers(sub) -> None:
     p.add_argument("phrase", nargs="?", help='the wake phrase, e.g. "hey zoo"')
     p.add_argument("--recipe", help='a wake-word recipe JSON ({"kind": "wakeword", "phrase": ...})')
     p.add_argument("--out", help="build folder (default runs/wakeword_<phrase>_<preset>)")
-    p.add_argument("--preset", help="matchboxnet_wake (default), repcnn_wake, repcnn_wake_plain, ds_cnn_wake, "
-                                    "repcnn_s, repcnn_s_plain, bc_resnet_1")
+    p.add_argument("--preset", help="matchboxnet_wake (default), repcnn_wake, repcnn_wake_plain, repcnn_s, "
+                                    "repcnn_s_plain, bc_resnet_1")
     p.add_argument("--no-esphome", dest="esphome", action="store_false", default=None,
                    help="build even if the preset does not fit ESPHome's micro_wake_word (no manifest then)")
     p.add_argument("--rounds", type=int, help="trainings, with hard-negative mining between them (default 2)")

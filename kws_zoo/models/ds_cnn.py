@@ -51,8 +51,3 @@ register_model("ds_cnn_small", family="ds_cnn", builder=build_ds_cnn, config=DsC
 register_model("ds_cnn_stream", family="ds_cnn", builder=build_ds_cnn,
                config=DsCnnConfig(first_stride=(1, 2), time_padding="valid"), streamable=True,
                description="DS-CNN for streaming: 'valid' time convs, time stride 1 (receptive field 18 frames)")
-# Wake-word size (microWakeWord's models: 52-62 KB flash, 22-26 KB arena, a 30 ms step): the stem strides 3 frames
-# in time, so a streaming step is 3 feature frames ([1, 3, 40] in, as ESPHome feeds), and 4 bins in frequency.
-register_model("ds_cnn_wake", family="ds_cnn", builder=build_ds_cnn,
-               config=DsCnnConfig(first_kernel=(5, 8), first_stride=(3, 4), time_padding="valid"), streamable=True,
-               description="streaming DS-CNN for wake words: stem 5x8 stride 3x4, 30 ms steps")

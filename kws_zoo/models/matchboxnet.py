@@ -180,10 +180,10 @@ _register("matchboxnet_3x1x64_ternary_deep", MatchboxNetConfig(blocks=6, repeats
 # Wake-word size: a plain prologue convolution striding 3 frames (a 30 ms step, [1, 3, 40] in, as ESPHome feeds)
 # with the 40 bins as its input channels, then small time-channel separable blocks; about 1 s of receptive field.
 _WAKE = MatchboxNetConfig(channels=32, first_kernel=5, prologue_channels=32, prologue_kernel=5, prologue_stride=3,
-                          epilogue_channels=48, epilogue_kernel=7, time_padding="valid")
+                          epilogue_channels=48, epilogue_kernel=7, time_padding="valid", default_input_shape=(98, 40))
 _register("matchboxnet_wake", MatchboxNetConfig(channels=32, first_kernel=5, prologue_channels=32, prologue_kernel=5,
                                                 prologue_stride=3, epilogue_channels=48, epilogue_kernel=7,
-                                                time_padding="valid"),
+                                                time_padding="valid", default_input_shape=(98, 40)),
           "MatchboxNet for wake words: stride-3 prologue, 3 blocks of 32 channels, 30 ms steps")
 # RepCNN as its paper builds it for wake words: one-dimensional (time) convolutions over the bins as channels, each
 # depthwise one trained with parallel smaller kernels and the identity, re-parameterized into one for inference.

@@ -5,10 +5,12 @@ import pytest
 
 from kws_zoo.core.errors import ExportError
 from kws_zoo.export import esphome
-from kws_zoo.export.reparam import reparameterize
+from kws_zoo.export.reparam import max_abs_diff, reparameterize
 from kws_zoo.export.streaming import to_streaming
 from kws_zoo.export.streaming_tflite import to_tflite_streaming
 from kws_zoo.models import create_model
+
+from helpers import randomize_bn
 
 FRAMES = (98, 40)
 
@@ -109,3 +111,12 @@ def test_each_broken_manifest_field_is_named(change, problem):
     with pytest.raises(ExportError, match="not a valid ESPHome") as err:
         esphome.check_manifest(m, arena_bytes=17000)
     assert problem in str(err.value)
+
+
+def test_repcnn_wake_folds_exactly_into_its_plain_twins_graph():
+    rep = create_model("repcnn_wake", input_shape=FRAMES, num_classes=2)
+    randomize_bn(rep)
+    plain = reparameterize(rep)
+    twin = reparameterize(create_model("repcnn_wake_plain", input_shape=FRAMES, num_classes=2))
+    assert max_abs_diff(rep, plain, _calibration()[:, :FRAMES[0]]) < 1e-4
+    assert [type(x).__name__ for x in plain.layers] == [type(x).__name__ for x in twin.layers]

@@ -92,7 +92,7 @@ def test_external_state_stream_equals_the_model_on_every_window(name):
     spec = streaming_spec(model)
     w, s = spec.window_frames, spec.frames_per_step
     assert spec.padding == "valid"
-    feats = streams(2, w + 40 * s, model.input_shape[-1], seed=2)
+    feats = streams(2, (w // s + 40) * s, model.input_shape[-1], seed=2)  # whole steps
     stream = to_streaming(model, "external")
     assert [t.shape[1:] for t in stream.inputs[1:]] == [shape for _, shape in spec.states]
 
@@ -122,11 +122,12 @@ def test_external_state_stream_equals_the_model_on_every_window(name):
 def test_int8_streaming_on_tflm_agrees_with_the_int8_model(name):
     """Both state forms, int8, frame by frame on the TFLM interpreter vs the int8 whole-window model."""
     model = prepared(name)
-    w = streaming_spec(model).window_frames
-    bins, frames = model.input_shape[-1], w + 60
+    w, s = streaming_spec(model).window_frames, streaming_spec(model).frames_per_step
+    bins, frames = model.input_shape[-1], (w // s + 60 // s) * s  # whole steps
     calibration = class_streams(np.arange(6) * 2, frames, bins, seed=4)
     tests = class_streams(np.arange(6) * 2 + 1, frames, bins, seed=5)
-    ends = np.arange(w - 1, frames)
+    ends = np.arange(s - 1, frames, s)
+    ends = ends[ends >= w - 1]  # the last frame of every step whose window is all stream
     whole = to_tflite_int8(with_frequency_mean_pool(reparameterize(model)),
                            np.concatenate([windows_ending_at(f, ends[::4], w) for f in calibration]))
     ref = TflmModel(whole).predict(np.concatenate([windows_ending_at(f, ends, w) for f in tests]))
@@ -135,7 +136,7 @@ def test_int8_streaming_on_tflm_agrees_with_the_int8_model(name):
         tflm = TflmStreamingModel(to_tflite_streaming(to_streaming(model, mode), calibration, max_steps=160))
         assert tflm.external == (mode == "external") and not tflm.requantized_states
         assert tflm.state_bytes == sum(np.prod(shape) for _, shape in streaming_spec(model).states)  # int8
-        y = np.concatenate([tflm.run(f)[w - 1:] for f in tests])
+        y = np.concatenate([tflm.run(f)[-len(ends):] for f in tests])
         agreement = np.mean(y.argmax(1) == ref.argmax(1))
         assert agreement >= 0.99, f"{mode}: top-1 agreement {agreement:.3f}"
 

@@ -1,8 +1,8 @@
 """A wake-word build's settings: one JSON file (`{"kind": "wakeword", "phrase": ...}`), saved beside its outputs.
 
 Presets are streaming architectures on TFLM's micro frontend. `matchboxnet_wake`, `repcnn_wake` (its multi-branch
-RepCNN form) and `repcnn_wake_plain` are 1-D time convolutions and, like `ds_cnn_wake`, step every 30 ms ([1, 3, 40]
-in, as microWakeWord's models); the 2-D RepCNN-S pair and BC-ResNet-1 step every 10 ms.
+RepCNN form) and `repcnn_wake_plain` are 1-D time convolutions stepping every 30 ms ([1, 3, 40] in, as
+microWakeWord's models); the 2-D RepCNN-S pair and BC-ResNet-1 step every 10 ms.
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from kws_zoo.data.synthetic.phrases import check_phrase
 
 KIND = "wakeword"
 # preset -> (registered streamable model, epochs per round)
-PRESETS = {"matchboxnet_wake": ("matchboxnet_wake", 12), "ds_cnn_wake": ("ds_cnn_wake", 10),
+PRESETS = {"matchboxnet_wake": ("matchboxnet_wake", 12),
            "repcnn_wake": ("repcnn_wake", 12), "repcnn_wake_plain": ("repcnn_wake_plain", 12),
            "repcnn_s": ("repcnn_s_stream", 10), "repcnn_s_plain": ("repcnn_s_stream_plain", 10),
            "bc_resnet_1": ("bc_resnet_1_stream", 10)}
