@@ -65,7 +65,8 @@ class WakewordConfig:
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.epochs < 0 or self.positive_speakers < 0:
-            raise ConfigError(f"epochs and positive_speakers must be >= 0, got {self.epochs}, {self.positive_speakers}")
+            raise ConfigError("epochs and positive_speakers must be >= 0, got "
+                              f"{self.epochs}, {self.positive_speakers}")
         for name in ("validation_hours", "test_hours", "mining_hours", "target_fa_per_hour", "negative_weight"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")

@@ -104,7 +104,8 @@ def check_preset(cfg: WakewordConfig) -> None:
     try:
         esphome.check_model(model_bytes, f"preset {cfg.preset} ({cfg.model})")
     except ExportError as err:
-        raise ExportError(f"{err}; build it anyway with --no-esphome (\"esphome\": false), without a manifest") from None
+        raise ExportError(f"{err}; build it anyway with --no-esphome (\"esphome\": false), "
+                          "without a manifest") from None
 
 
 def export_esphome(run_dir: str, recipe: Recipe, progress: bool, strict: bool = True
@@ -240,7 +241,8 @@ def _finish(cfg, out, corpus, plan, rounds, model_bytes, binary, spec, noises, v
     per_invoke = cost["instructions_per_invoke"]
     cost["instructions_per_second"] = per_invoke * cost["invokes_per_second"] if per_invoke else None
     det = plot_wake_det(test["rows"], floats["rows"] if floats else None, chosen, cfg.target_fa_per_hour,
-                        os.path.join(final, "det.png"), f"{cfg.phrase!r} ({cfg.preset}): {test['at_chosen']['hours']:.1f} h "
+                        os.path.join(final, "det.png"),
+                        f"{cfg.phrase!r} ({cfg.preset}): {test['at_chosen']['hours']:.1f} h "
                         f"of test streams, {test['at_chosen']['events']} phrases")
     card = {"phrase": cfg.phrase, "preset": cfg.preset, "model": cfg.model, "corpus": {
                 k: plan[k] for k in ("speakers", "user_positives", "user_negatives")} | {
@@ -295,7 +297,8 @@ def _fa(row) -> str:
 def card_markdown(card: dict) -> str:
     c, t = card["chosen_on_validation"], card["test_tflm"]
     lines = [f"# Wake word {card['phrase']!r} ({card['preset']}, model {card['model']})", "",
-             f"Cut-off {c['cutoff']:.3f} (uint8 {c['cutoff_u8']}), sliding window {c['window']}: chosen on validation "
+             f"Cut-off {c['cutoff']:.3f} (uint8 {c['cutoff_u8']}), sliding window {c['window']}: "
+             "chosen on validation "
              f"streams for <= {card['target_fa_per_hour']} FA/h (validation: FRR {_pct(c['frr'])}, FA {_fa(c)}; "
              f"target {'met' if c['target_met'] else 'NOT met'}).", "",
              "| streams | FRR | false accepts per hour [95% Poisson] |", "|---|---:|---|",
