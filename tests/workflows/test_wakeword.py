@@ -14,6 +14,9 @@ from kws_zoo.workflows.wakeword import run as wake_run
 from kws_zoo.workflows.wakeword import streams
 from kws_zoo.workflows.wakeword.config import WakewordConfig, load_wakeword
 
+# The module fixture builds (minutes): under pytest-xdist the module stays on one worker.
+pytestmark = pytest.mark.xdist_group("test_wakeword")
+
 # 20 espeak speakers: 3 are validation voices and 2 test voices (GSC's hash of their ids)
 TINY = dict(phrase="hey zoo", rounds=2, epochs=1, takes=1, positive_speakers=20, adversarial_speakers=20,
             general_speakers=1, engines=["espeak"], validation_hours=0.02, test_hours=0.02, mining_hours=0.02,
