@@ -50,6 +50,38 @@ def _cmd_make_data(args) -> None:
           f"splits {card['counts_per_split']}; card at {Path(out) / 'card.md'}")
 
 
+def _train_local_workers(args, recipe, run_dir: str) -> dict:
+    """`train --workers N`: the same command as N local workers (kws_zoo.workflows.local_workers); the chief's
+    summary."""
+    import shutil
+
+    from kws_zoo.rundir import TRAIN_SUMMARY
+    from kws_zoo.workflows.local_workers import run_local_workers
+
+    if args.restart:  # once, here: a restarted worker must resume, not start over
+        shutil.rmtree(run_dir, ignore_errors=True)
+    train_args = [args.recipe, "--out", run_dir, "--strategy", "multi_worker"] + (["--quiet"] if args.quiet else [])
+    train_args += ["--epochs", str(recipe.schedule.epochs), "--backup-every", str(recipe.distribute.backup_every_steps)]
+    restarts = run_local_workers(train_args, run_dir, args.workers)
+    with open(os.path.join(run_dir, TRAIN_SUMMARY)) as f:
+        return dict(json.load(f), restarts=restarts)
+
+
+def _cmd_bench_input(args) -> None:
+    from kws_zoo.recipe import load_recipe
+    from kws_zoo.workflows.bench_input import bench_input
+
+    result = bench_input(load_recipe(args.recipe), progress=not args.quiet)
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return
+    print(f"{result['recipe']}: {result['train_clips']} training clips, batch {result['batch_size']}")
+    for key in ("input_alone", "model_alone", "end_to_end"):
+        print(f"  {key.replace('_', ' '):<12} {result[key + '_clips_per_s']:>8.1f} clips/s")
+    print(f"  end to end is {result['end_to_end_of_model_alone']:.0%} of model alone; an epoch with validation "
+          f"takes {result['epoch_with_validation_s']:.1f} s")
+
+
 def _cmd_rooms(args) -> None:
     from kws_zoo.data.synthetic.rooms import make_room_copy
 
@@ -64,23 +96,31 @@ def _cmd_rooms(args) -> None:
 
 
 def _cmd_train(args) -> None:
-    from kws_zoo.recipe import load_recipe, with_epochs
+    from kws_zoo.core.errors import RecipeError
+    from kws_zoo.recipe import load_recipe, with_distribute, with_epochs
     from kws_zoo.rundir import default_run_dir
     from kws_zoo.train import check_data_paths, copy_training, train
 
     from kws_zoo.workflows.wakeword.config import is_wakeword_recipe
 
     if is_wakeword_recipe(args.recipe):  # a wake-word recipe trains through its own flow
+        if args.workers or args.strategy or args.backup_every is not None:
+            raise RecipeError(f"{args.recipe}: a wake-word build trains on one process; --workers, --strategy and "
+                              "--backup-every are for ordinary recipes")
         args.phrase, args.preset, args.esphome, args.rounds, args.target_fa_per_hour = None, None, None, None, None
         args.test_hours = args.positives = args.negatives = None
         args.workers = 2
         return _cmd_wakeword(args)
-    recipe = with_epochs(load_recipe(args.recipe), args.epochs)
+    recipe = with_distribute(with_epochs(load_recipe(args.recipe), args.epochs),
+                             "multi_worker" if args.workers else args.strategy, args.backup_every)
     check_data_paths(recipe, where=args.recipe)  # names the recipe file; train() checks again for library callers
     run_dir = args.out or default_run_dir(recipe.name)
     if args.start_from:
         copy_training(args.start_from, run_dir, recipe)
-    summary = train(recipe, run_dir, restart=args.restart, progress=not args.quiet)
+    if args.workers:
+        summary = _train_local_workers(args, recipe, run_dir)
+    else:
+        summary = train(recipe, run_dir, restart=args.restart, progress=not args.quiet)
     if recipe.compress.active:  # the recipe's compression stage runs on the trained model, in the same run dir
         from kws_zoo.workflows.compress_run import compress_run
 
@@ -370,9 +410,24 @@ def _add_parsers(sub) -> None:
     p.add_argument("--from", dest="start_from", metavar="RUN",
                    help="start from RUN's finished training (same recipe apart from name and compress section): "
                         "only the compression stage runs")
+    p.add_argument("--strategy", choices=("default", "mirrored", "multi_worker"),
+                   help="tf.distribute strategy (default: the recipe's distribute.strategy); multi_worker reads "
+                        "TF_CONFIG")
+    p.add_argument("--backup-every", type=int, metavar="STEPS",
+                   help="mid-epoch backup every STEPS training steps (default: the recipe's; 0: per epoch only)")
+    p.add_argument("--workers", type=int, metavar="N",
+                   help="N local worker processes on 127.0.0.1 (MultiWorkerMirroredStrategy), restarted together "
+                        "from the last backup if one fails")
     p.add_argument("--quiet", action="store_true")
     _json_flag(p)
     p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("bench-input", help="clips/s of the input pipeline alone, the model step alone and "
+                                           "training end to end, for a recipe")
+    p.add_argument("recipe", help="a recipe JSON file or a built-in recipe name")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_bench_input)
 
     p = sub.add_parser("wakeword", help="a custom wake word from text: corpus, training with hard-negative mining, "
                                         "FRR vs FA/h through TFLM, ESPHome manifest and firmware",

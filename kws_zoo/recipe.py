@@ -43,6 +43,25 @@ class Schedule:
                              f"and {self.label_smoothing}")
 
 
+STRATEGIES = ("default", "mirrored", "multi_worker")
+
+
+@dataclasses.dataclass(frozen=True)
+class DistributeConfig:
+    """How training is spread over devices and machines (kws_zoo.distribute); it does not change the trained
+    weights beyond float summation order, so it is not part of a run's training key."""
+    strategy: str = "default"
+    # Mid-epoch backups every this many training steps (0: the end-of-epoch checkpoint only). A run killed
+    # mid-epoch resumes from the last backup: a restarted worker loses at most this many steps.
+    backup_every_steps: int = 0
+
+    def __post_init__(self):
+        if self.strategy not in STRATEGIES:
+            raise ConfigError(f"distribute.strategy must be one of {STRATEGIES}, got {self.strategy!r}")
+        if self.backup_every_steps < 0:
+            raise ConfigError(f"distribute.backup_every_steps must be >= 0, got {self.backup_every_steps}")
+
+
 @dataclasses.dataclass(frozen=True)
 class Recipe:
     name: str
@@ -61,6 +80,7 @@ class Recipe:
     feature_norm: bool = True
     # Compression after training (prune or DSNN, then QAT), run on the re-parameterized model by `kws-zoo train`.
     compress: CompressConfig = CompressConfig()
+    distribute: DistributeConfig = DistributeConfig()
 
     def __post_init__(self):
         if not self.name or not self.model:
@@ -73,18 +93,20 @@ class Recipe:
         return self.frontend.sample_rate * self.clip_ms // 1000
 
     def to_dict(self) -> dict:
-        """JSON-ready values; without `compress` when it is the default (recipes and runs from before the stage
-        existed keep their exact JSON)."""
+        """JSON-ready values; without `compress` and `distribute` when they are the defaults (recipes and runs from
+        before those sections existed keep their exact JSON)."""
         values = dataclasses.asdict(self)
-        if self.compress == CompressConfig():
-            del values["compress"]
+        for key, default in (("compress", CompressConfig()), ("distribute", DistributeConfig())):
+            if getattr(self, key) == default:
+                del values[key]
         return values
 
     def training_dict(self) -> dict:
         """What decides the float training run: everything but the compression settings, which only decide the
-        stage after it (changing them re-runs compression, not training)."""
+        stage after it (changing them re-runs compression, not training), and the distribution settings."""
         values = self.to_dict()
         values.pop("compress", None)
+        values.pop("distribute", None)
         return values
 
     def replace(self, **changes) -> "Recipe":
@@ -136,3 +158,15 @@ def with_epochs(recipe: Recipe, epochs: int | None) -> Recipe:
     if epochs < 1:
         raise RecipeError(f"--epochs must be at least 1, got {epochs}")
     return recipe.replace(schedule=dataclasses.replace(recipe.schedule, epochs=epochs))
+
+
+def with_distribute(recipe: Recipe, strategy: str | None, backup_every_steps: int | None) -> Recipe:
+    """The recipe with another distribution strategy and backup interval (None keeps the recipe's), as `kws-zoo
+    train --strategy/--backup-every/--workers` ask."""
+    changes = {k: v for k, v in (("strategy", strategy), ("backup_every_steps", backup_every_steps)) if v is not None}
+    if not changes:
+        return recipe
+    try:
+        return recipe.replace(distribute=dataclasses.replace(recipe.distribute, **changes))
+    except ConfigError as err:
+        raise RecipeError(str(err)) from None

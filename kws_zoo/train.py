@@ -16,13 +16,14 @@ import time
 import numpy as np
 from tqdm.auto import tqdm
 
-from kws_zoo import rundir
+from kws_zoo import distribute, rundir
 from kws_zoo.core.compat import keras, tf
 from kws_zoo.core.errors import DataError, RecipeError, RunDirError
 from kws_zoo.core.files import atomic_save_keras, atomic_write_json, atomic_write_text
 from kws_zoo.data import load_dataset
 from kws_zoo.data.base import SILENCE, UNKNOWN
-from kws_zoo.data.pipeline import drop_bad, features_for, load_background, load_waveforms, make_dataset
+from kws_zoo.data.pipeline import (drop_bad, features_for, global_batches, load_background, load_waveforms,
+                                   make_dataset)
 from kws_zoo.models import create_model
 from kws_zoo.recipe import Recipe, load_recipe, recipe_from_dict, save_recipe
 from kws_zoo.rundir import ModelInfo, write_info
@@ -129,19 +130,40 @@ def loss_for(recipe: Recipe, labels):
     return loss
 
 
-def train_dataset(recipe: Recipe, data: PreparedData, epoch: int):
-    """The augmented training split of one epoch (seeded by the recipe and the epoch)."""
-    return make_dataset(data.waveforms["train"], data.targets["train"], frontend_cfg=recipe.frontend,
-                        batch_size=recipe.schedule.batch_size, training=True, augment=recipe.augment,
-                        background=data.background, seed=recipe.seed, epoch=epoch, num_classes=len(data.labels))
+def train_dataset(recipe: Recipe, data: PreparedData, epoch: int, strategy=None, skip: int = 0):
+    """The augmented training split of one epoch (seeded by the recipe and the epoch), without its first `skip`
+    batches; with a strategy of several replicas, each worker's share of every global batch (distribute)."""
+    def build(shard=None, replica_batch=None):
+        ds = make_dataset(data.waveforms["train"], data.targets["train"], frontend_cfg=recipe.frontend,
+                          batch_size=recipe.schedule.batch_size, training=True, augment=recipe.augment,
+                          background=data.background, seed=recipe.seed, epoch=epoch, num_classes=len(data.labels),
+                          shard=shard, replica_batch=replica_batch)
+        return ds.skip(skip) if skip else ds
+    return _per_replica(build, recipe.schedule.batch_size, strategy)
 
 
-def validation_dataset(recipe: Recipe, data: PreparedData):
-    """The validation split, unaugmented; None if the data has none."""
+def validation_dataset(recipe: Recipe, data: PreparedData, strategy=None):
+    """The validation split, unaugmented, its features kept in memory after the first pass (they are the same every
+    epoch); None if the data has none."""
     if "validation" not in data.waveforms:
         return None
-    return make_dataset(data.waveforms["validation"], data.targets["validation"], frontend_cfg=recipe.frontend,
-                        batch_size=256, training=False, background=data.background, seed=recipe.seed)
+
+    def build(shard=None, replica_batch=None):
+        return make_dataset(data.waveforms["validation"], data.targets["validation"], frontend_cfg=recipe.frontend,
+                            batch_size=VALIDATION_BATCH, training=False, background=data.background,
+                            seed=recipe.seed, shard=shard, replica_batch=replica_batch).cache()
+    return _per_replica(build, VALIDATION_BATCH, strategy)
+
+
+VALIDATION_BATCH = 256
+
+
+def _per_replica(build, global_batch: int, strategy):
+    """build() as it is for one replica; for several, each input pipeline builds its share (distribute)."""
+    if strategy is None or strategy.num_replicas_in_sync == 1:
+        return build()
+    return strategy.distribute_datasets_from_function(lambda ctx: build(
+        (ctx.input_pipeline_id, ctx.num_input_pipelines), ctx.get_per_replica_batch_size(global_batch)))
 
 
 def fine_tune(model: keras.Model, recipe: Recipe, data: PreparedData, *, epochs: int, learning_rate: float,
@@ -169,11 +191,40 @@ def fine_tune(model: keras.Model, recipe: Recipe, data: PreparedData, *, epochs:
     return rows
 
 
-class Checkpointer:
-    """Keeps one complete checkpoint; the state file is replaced atomically after the files exist."""
+def compiled_model(recipe: Recipe, data: PreparedData, stats):
+    """The recipe's model, compiled with its optimizer (built, so a checkpoint can restore the moments before step
+    1), loss and accuracy metric: (model, optimizer)."""
+    model = build_model(recipe, len(data.labels), stats)
+    optimizer = make_optimizer(recipe, steps_per_epoch(recipe, data))
+    model.compile(optimizer, loss_for(recipe, data.labels), metrics=[accuracy])
+    optimizer.build(model.trainable_variables)
+    return model, optimizer
 
-    def __init__(self, run_dir: str, model, optimizer):
-        self.run_dir = run_dir
+
+def fit_epoch(model: keras.Model, recipe: Recipe, data: PreparedData, epoch: int, val=None, *, strategy=None,
+              skip: int = 0, callbacks=()) -> dict:
+    """One training epoch as `train` runs it (global RNG re-seeded and the train step retraced, so dropout depends
+    only on the epoch), from its step `skip` on; returns the epoch's metrics (of those steps)."""
+    keras.utils.set_random_seed(recipe.seed * 100003 + epoch)
+    model.make_train_function(force=True)
+    steps = {}
+    if strategy is not None and strategy.num_replicas_in_sync > 1:  # a distributed dataset does not say its length
+        pipelines = distribute.input_pipelines(strategy)
+        steps["steps_per_epoch"] = global_batches(len(data.targets["train"]), recipe.schedule.batch_size,
+                                                  pipelines) - skip
+        if val is not None:
+            steps["validation_steps"] = global_batches(len(data.targets["validation"]), VALIDATION_BATCH, pipelines)
+    logs = model.fit(train_dataset(recipe, data, epoch, strategy, skip), epochs=epoch + 1, initial_epoch=epoch,
+                     validation_data=val, callbacks=list(callbacks), verbose=0, **steps).history
+    return {k: float(v[-1]) for k, v in logs.items()}
+
+
+class Checkpointer:
+    """Keeps one complete checkpoint; the state file is replaced atomically after the files exist. Reads the chief's
+    run directory and writes `write_dir` (the same, except on workers that are not the chief: kws_zoo.distribute)."""
+
+    def __init__(self, run_dir: str, model, optimizer, write_dir: str | None = None):
+        self.run_dir, self.write_dir = run_dir, write_dir or run_dir
         self.ckpt = tf.train.Checkpoint(model=model, optimizer=optimizer)
 
     def state(self) -> dict | None:
@@ -181,19 +232,71 @@ class Checkpointer:
 
     def save(self, state: dict) -> None:
         name = rundir.checkpoint_folder(state["epoch"])
-        final = os.path.join(self.run_dir, name)
+        self._write(name)
+        previous = rundir.read_checkpoint_state(self.write_dir)
+        atomic_write_json(os.path.join(self.write_dir, rundir.CHECKPOINT_STATE), dict(state, path=name))
+        if previous and previous["path"] != name:
+            shutil.rmtree(os.path.join(self.write_dir, previous["path"]), ignore_errors=True)
+        shutil.rmtree(os.path.join(self.write_dir, rundir.BACKUP_DIR), ignore_errors=True)  # older than this
+
+    def restore(self, state: dict) -> None:
+        self._read(os.path.join(self.run_dir, state["path"]))
+
+    def backup(self, epoch: int, step: int) -> None:
+        """A mid-epoch backup after `step` training steps of `epoch`; replaced by the next one or the epoch's
+        checkpoint."""
+        folder = os.path.join(rundir.BACKUP_DIR, f"epoch{epoch + 1:04d}-step{step:06d}")
+        self._write(folder)
+        backup_dir = os.path.join(self.write_dir, rundir.BACKUP_DIR)
+        state_path = os.path.join(backup_dir, rundir.BACKUP_STATE)
+        previous = _read_json(state_path)
+        atomic_write_json(state_path, {"epoch": epoch, "step": step, "path": folder})
+        if previous and previous["path"] != folder:
+            shutil.rmtree(os.path.join(self.write_dir, previous["path"]), ignore_errors=True)
+
+    def restore_backup(self, epoch: int) -> int:
+        """Restores the chief's mid-epoch backup of `epoch`, if there is one; returns the steps it holds (0: none)."""
+        backup = _read_json(os.path.join(self.run_dir, rundir.BACKUP_DIR, rundir.BACKUP_STATE))
+        if not backup or backup["epoch"] != epoch:
+            return 0
+        self._read(os.path.join(self.run_dir, backup["path"]))
+        return int(backup["step"])
+
+    def _write(self, name: str) -> None:
+        final = os.path.join(self.write_dir, name)
         tmp = final + ".partial"
         shutil.rmtree(tmp, ignore_errors=True)
         self.ckpt.write(os.path.join(tmp, "ckpt"))
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
-        previous = self.state()
-        atomic_write_json(os.path.join(self.run_dir, rundir.CHECKPOINT_STATE), dict(state, path=name))
-        if previous and previous["path"] != name:
-            shutil.rmtree(os.path.join(self.run_dir, previous["path"]), ignore_errors=True)
 
-    def restore(self, state: dict) -> None:
-        self.ckpt.read(os.path.join(self.run_dir, state["path"], "ckpt")).assert_existing_objects_matched()
+    def _read(self, folder: str) -> None:
+        self.ckpt.read(os.path.join(folder, "ckpt")).assert_existing_objects_matched()
+
+
+def _read_json(path: str) -> dict | None:
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+class StepBackup(keras.callbacks.Callback):
+    """Writes a mid-epoch backup every `every` steps (counted from the epoch's start, `first_step` of them done
+    before this fit); with stop_after_step, ends training once that step's backup is written (tests)."""
+
+    def __init__(self, checkpointer: Checkpointer, epoch: int, every: int, steps: int, first_step: int = 0,
+                 stop_after_step: int | None = None):
+        super().__init__()
+        self.checkpointer, self.epoch, self.every, self.steps = checkpointer, epoch, every, steps
+        self.first_step, self.stop_after_step = first_step, stop_after_step
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = self.first_step + batch + 1
+        if self.every and step % self.every == 0 and step < self.steps:
+            self.checkpointer.backup(self.epoch, step)
+            if self.stop_after_step is not None and step >= self.stop_after_step:
+                self.model.stop_training = True
 
 
 def holds_other_recipe(run_dir: str, recipe: Recipe) -> bool:
@@ -208,13 +311,13 @@ def holds_other_recipe(run_dir: str, recipe: Recipe) -> bool:
 
 def training_key(recipe_dict: dict) -> str:
     """What decides the trained weights, as JSON text: the recipe with every default filled in (a recipe.json
-    written before a field existed reads as that field's default), without its name, its compress section and its
-    extra evaluation sets (compare parsed: a recipe.json written by another version may spell 0.0 as 0)."""
+    written before a field existed reads as that field's default), without its name, its compress, distribute and
+    extra evaluation sections (compare parsed: a recipe.json written by another version may spell 0.0 as 0)."""
     try:
         recipe_dict = recipe_from_dict(recipe_dict).to_dict()
     except RecipeError:
         pass  # compared as written; a recipe this version cannot read trains another model
-    return json.dumps({k: v for k, v in recipe_dict.items() if k not in ("name", "compress", "extra_eval")},
+    return json.dumps({k: v for k, v in recipe_dict.items() if k not in ("name", "compress", "distribute", "extra_eval")},
                       sort_keys=True)
 
 
@@ -268,52 +371,64 @@ def check_data_paths(recipe: Recipe, where: str = "") -> None:
 
 
 def train(recipe: Recipe, run_dir: str, *, restart: bool = False, progress: bool = True,
-          stop_after_epoch: int | None = None, data: PreparedData | None = None) -> dict:
-    """Trains `recipe` into `run_dir`, resuming from its checkpoint if one exists. Returns the summary.
+          stop_after_epoch: int | None = None, stop_after_step: int | None = None,
+          data: PreparedData | None = None) -> dict:
+    """Trains `recipe` into `run_dir`, resuming from its checkpoint (or its mid-epoch backup) if one exists, on the
+    recipe's distribution strategy (kws_zoo.distribute). Returns the summary.
 
-    stop_after_epoch: stop (as if killed) once that epoch's checkpoint is written; used by tests.
+    stop_after_epoch / stop_after_step: stop (as if killed) once that epoch's checkpoint, or the first epoch's
+    backup at that step, is written; used by tests.
     """
     if data is None:
         check_data_paths(recipe)  # before anything is written: a missing corpus leaves no half-made run
-    if restart:
+    strategy = distribute.make_strategy(recipe.distribute)
+    out = distribute.write_dir(run_dir, strategy)  # the run directory, or a scratch folder on other workers
+    if restart and distribute.is_chief(strategy):
         shutil.rmtree(run_dir, ignore_errors=True)
-    os.makedirs(run_dir, exist_ok=True)
+    os.makedirs(out, exist_ok=True)
     _check_run_dir(run_dir, recipe)
-    save_recipe(recipe, os.path.join(run_dir, rundir.RECIPE))
+    save_recipe(recipe, os.path.join(out, rundir.RECIPE))
     tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(recipe.seed)
 
     data = data or prepare_data(recipe, progress)
     if "train" not in data.waveforms:
         raise DataError(f"{recipe.name}: the training split is empty")
-    atomic_write_text(os.path.join(run_dir, rundir.LABELS), "\n".join(data.labels) + "\n")
-    write_info(run_dir, ModelInfo(tuple(data.labels), recipe.frontend, recipe.clip_ms, recipe.model, recipe.name))
+    atomic_write_text(os.path.join(out, rundir.LABELS), "\n".join(data.labels) + "\n")
+    write_info(out, ModelInfo(tuple(data.labels), recipe.frontend, recipe.clip_ms, recipe.model, recipe.name))
     stats = feature_stats(data.waveforms["train"], recipe, data.background) if recipe.feature_norm else None
-    model = build_model(recipe, len(data.labels), stats)
-    steps = int(np.ceil(len(data.targets["train"]) / recipe.schedule.batch_size))
-    optimizer = make_optimizer(recipe, steps)
-    model.compile(optimizer, loss_for(recipe, data.labels), metrics=[accuracy])
-    optimizer.build(model.trainable_variables)  # so a checkpoint can restore the moments before step 1
-    ckpt = Checkpointer(run_dir, model, optimizer)
+    if strategy.num_replicas_in_sync == 1:
+        model, optimizer = compiled_model(recipe, data, stats)
+    else:  # initial weights drawn as on one device (creating variables in a strategy's scope draws others)
+        initial = build_model(recipe, len(data.labels), stats).get_weights()
+        with strategy.scope():
+            model, optimizer = compiled_model(recipe, data, stats)
+        model.set_weights(initial)
+        distribute.synchronize_batch_norm(model)
+    ckpt = Checkpointer(run_dir, model, optimizer, write_dir=out)
 
     state = ckpt.state() or {"epoch": -1, "best_val_accuracy": -1.0, "best_epoch": -1, "history": []}
     if state["epoch"] >= 0:
         ckpt.restore(state)
-        print(f"resuming {recipe.name} after epoch {state['epoch'] + 1}/{recipe.schedule.epochs}")
-    val = validation_dataset(recipe, data)
-    writer = tf.summary.create_file_writer(os.path.join(run_dir, rundir.TENSORBOARD_DIR))
-    best_path = os.path.join(run_dir, rundir.BEST_WEIGHTS)
+    skip = ckpt.restore_backup(state["epoch"] + 1)
+    if state["epoch"] >= 0 or skip:
+        print(f"resuming {recipe.name} after epoch {state['epoch'] + 1}/{recipe.schedule.epochs}"
+              + (f" and {skip} steps of the next (backup)" if skip else ""))
+    val = validation_dataset(recipe, data, strategy)
+    writer = tf.summary.create_file_writer(os.path.join(out, rundir.TENSORBOARD_DIR))
+    best_path = os.path.join(out, rundir.BEST_WEIGHTS)
+    steps = steps_per_epoch(recipe, data)
 
     bar = tqdm(range(state["epoch"] + 1, recipe.schedule.epochs), desc=f"train {recipe.name}", unit="epoch",
                initial=state["epoch"] + 1, total=recipe.schedule.epochs, disable=not progress)
     for epoch in bar:
         start = time.time()
-        keras.utils.set_random_seed(recipe.seed * 100003 + epoch)
-        model.make_train_function(force=True)
-        logs = model.fit(train_dataset(recipe, data, epoch), epochs=epoch + 1, initial_epoch=epoch,
-                         validation_data=val, verbose=0).history
-        row = {k: float(v[-1]) for k, v in logs.items()}
-        row.update(epoch=epoch, seconds=round(time.time() - start, 2))
+        backups = StepBackup(ckpt, epoch, recipe.distribute.backup_every_steps, steps, skip, stop_after_step)
+        row = fit_epoch(model, recipe, data, epoch, val, strategy=strategy, skip=skip, callbacks=[backups])
+        if model.stop_training:  # stop_after_step: as if killed after that backup
+            return {"stopped_after_step": stop_after_step, "epoch": epoch}
+        row.update(epoch=epoch, seconds=round(time.time() - start, 2), **({"resumed_at_step": skip} if skip else {}))
+        skip = 0
         with writer.as_default():
             for key, value in row.items():
                 tf.summary.scalar(key, value, step=epoch)
@@ -332,13 +447,20 @@ def train(recipe: Recipe, run_dir: str, *, restart: bool = False, progress: bool
     bar.close()
     writer.flush()
 
+    if strategy.num_replicas_in_sync > 1:  # the saved model is the plain one (BN unsynchronised, no replicas)
+        plain = build_model(recipe, len(data.labels), stats)
+        plain.set_weights(model.get_weights())
+        model = plain
     if os.path.exists(best_path):
         model.load_weights(best_path)
-    atomic_save_keras(model, os.path.join(run_dir, rundir.MODEL))
+    atomic_save_keras(model, os.path.join(out, rundir.MODEL))
     summary = {"recipe": recipe.name, "epochs": recipe.schedule.epochs, "best_epoch": state["best_epoch"] + 1,
                "best_val_accuracy": state["best_val_accuracy"], "params": int(model.count_params()),
                "bad_files": [str(b) for b in data.bad_files]}
-    atomic_write_json(os.path.join(run_dir, rundir.TRAIN_SUMMARY), summary)
+    if strategy.num_replicas_in_sync > 1:
+        summary.update(strategy=recipe.distribute.strategy, replicas=strategy.num_replicas_in_sync)
+    atomic_write_json(os.path.join(out, rundir.TRAIN_SUMMARY), summary)
+    distribute.drop_scratch(run_dir, strategy)
     return summary
 
 

@@ -31,11 +31,12 @@ TESTS = REPO / "tests"
 
 # Stage of each first-level name under kws_zoo/ (folder or top-level module), and its level: a stage imports only
 # stages of a lower level. kws_zoo/reparam.py and kws_zoo/streaming.py are thin public re-exports of kws_zoo.export.*,
-# so they belong to the export stage. The package root (kws_zoo/__init__.py) is level 0 and its own stage; its
-# function-local imports (the lazy public names of its __getattr__) may reach any stage.
+# so they belong to the export stage; kws_zoo/distribute.py is the training stage's distribution strategy. The
+# package root (kws_zoo/__init__.py) is level 0 and its own stage; its function-local imports (the lazy public names
+# of its __getattr__) may reach any stage.
 LEVELS = {"core": 0, "data": 1, "layers": 1, "device": 1, "models": 2, "compress": 3, "export": 3, "recipe": 4,
           "rundir": 4, "train": 5, "evaluate": 5, "hub": 5, "workflows": 6, "cli": 7}
-STAGE_OF = {"reparam": "export", "streaming": "export"}
+STAGE_OF = {"reparam": "export", "streaming": "export", "distribute": "train"}
 ROOT_STAGE = "(package root)"
 # device/ is the TFLM side without TensorFlow: it may import core/ only (and the package root).
 DEVICE_MAY_IMPORT = {"core", ROOT_STAGE}

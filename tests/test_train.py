@@ -41,6 +41,27 @@ def test_killed_and_resumed_run_equals_uninterrupted_run(corpus, tmp_path):
     assert [r["loss"] for r in h_full] == [r["loss"] for r in h_res]
 
 
+def test_a_run_killed_mid_epoch_resumes_from_its_backup_exactly(corpus, tmp_path):
+    values = tiny_recipe_dict(corpus, epochs=2)
+    values["model_overrides"]["dropout_last"] = 0.0  # dropout masks after a mid-epoch resume are drawn anew
+    values["distribute"] = {"backup_every_steps": 4}
+    recipe = recipe_from_dict(values)
+    data = prepare_data(recipe, progress=False)
+    train(recipe, str(tmp_path / "full"), progress=False, data=data)
+    stopped = train(recipe, str(tmp_path / "resumed"), progress=False, stop_after_step=8, data=data)
+    assert stopped == {"stopped_after_step": 8, "epoch": 0}
+    backup = json.load(open(tmp_path / "resumed" / "backup" / "state.json"))
+    assert (backup["epoch"], backup["step"]) == (0, 8)
+    assert not os.path.exists(tmp_path / "resumed" / "checkpoint.json")  # no epoch finished
+    train(recipe, str(tmp_path / "resumed"), progress=False, data=data)
+    for a, b in zip(_last_weights(tmp_path / "full", recipe, data), _last_weights(tmp_path / "resumed", recipe, data)):
+        np.testing.assert_array_equal(a, b)
+    h_full = json.load(open(tmp_path / "full" / "checkpoint.json"))["history"]
+    h_res = json.load(open(tmp_path / "resumed" / "checkpoint.json"))["history"]
+    assert h_res[0]["resumed_at_step"] == 8 and h_res[1]["loss"] == h_full[1]["loss"]
+    assert not os.path.exists(tmp_path / "resumed" / "backup")  # the epoch's checkpoint replaced it
+
+
 def _last_weights(run_dir, recipe, data):
     model = build_model(recipe, len(data.labels), feature_stats(data.waveforms["train"], recipe, data.background))
     optimizer = make_optimizer(recipe, steps_per_epoch=1)

@@ -22,7 +22,8 @@ def _import_quietly():
     try:
         os.dup2(devnull, 2)
         import tensorflow
-        tensorflow.constant(0)  # first op: triggers the device probing that logs
+        if not os.environ.get("TF_CONFIG"):  # a cluster worker's strategy must come before the first op
+            tensorflow.constant(0)  # first op: triggers the device probing that logs
     finally:
         os.dup2(saved, 2)
         os.close(saved)

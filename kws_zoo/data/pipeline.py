@@ -144,7 +144,8 @@ def _resident(array: np.ndarray) -> tf.Variable:
 
 def make_dataset(waveforms: np.ndarray, labels: np.ndarray, *, frontend_cfg: FrontendConfig, batch_size: int,
                  training: bool, augment: AugmentConfig | None = None, background: np.ndarray | None = None,
-                 seed: int = 0, epoch: int = 0, num_classes: int | None = None) -> tf.data.Dataset:
+                 seed: int = 0, epoch: int = 0, num_classes: int | None = None,
+                 shard: tuple[int, int] | None = None, replica_batch: int | None = None) -> tf.data.Dataset:
     """Yields (features, labels int32 [B]) with features float32 [B, frames, bins], or [B, samples]
     for the "raw" frontend (the waveform itself, for models with a learned front end).
 
@@ -154,6 +155,8 @@ def make_dataset(waveforms: np.ndarray, labels: np.ndarray, *, frontend_cfg: Fro
     The arrays are treated as read-only: they are uploaded once per array object and reused.
     With training, `augment.mixup_alpha` > 0 and `num_classes`, batches are mixed (augment.mixup) and the labels
     are soft, float32 [B, num_classes].
+    With shard=(pipeline, pipelines), only that input pipeline's share of every global batch of `batch_size`
+    (pipeline_share), in batches of `replica_batch` (each replica's share of the global batch).
     """
     labels = np.asarray(labels, np.int32)
     if np.ndim(waveforms) != 2 or len(labels) != len(waveforms):
@@ -171,6 +174,9 @@ def make_dataset(waveforms: np.ndarray, labels: np.ndarray, *, frontend_cfg: Fro
         return feats, tf.gather(label_t, i)
 
     order = np.random.default_rng([seed, epoch]).permutation(len(labels)) if training else np.arange(len(labels))
+    if shard is not None:
+        order = pipeline_share(order, batch_size, *shard)
+        batch_size = replica_batch or batch_size // shard[1]
     ds = tf.data.Dataset.from_tensor_slices(order.astype(np.int64))
     ds = ds.map(example, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).batch(batch_size)
     if training and augment is not None and augment.mixup_alpha > 0:
@@ -180,6 +186,30 @@ def make_dataset(waveforms: np.ndarray, labels: np.ndarray, *, frontend_cfg: Fro
         ds = ds.enumerate().map(lambda k, batch: mixup(*batch, fold_in(mix_seed, k), alpha, num_classes),
                                 num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def pipeline_share(order: np.ndarray, batch_size: int, pipeline: int, pipelines: int) -> np.ndarray:
+    """The examples of `order` that input pipeline `pipeline` of `pipelines` (one per worker) feeds, in order: each
+    global batch of `batch_size` cut into `pipelines` contiguous shares, so the replicas together train on exactly
+    the global batches of one device. A short last batch is cut as evenly as possible; if it has fewer examples
+    than there are pipelines it is dropped (a worker with no batch would stall the others)."""
+    if batch_size % pipelines:
+        raise ValueError(f"batch_size {batch_size} is not a multiple of the {pipelines} input pipelines")
+    per, parts = batch_size // pipelines, []
+    for start in range(0, len(order), batch_size):
+        batch = order[start:start + batch_size]
+        if len(batch) == batch_size:
+            parts.append(batch[pipeline * per:(pipeline + 1) * per])
+        elif len(batch) >= pipelines:
+            edges = [len(batch) * k // pipelines for k in range(pipelines + 1)]
+            parts.append(batch[edges[pipeline]:edges[pipeline + 1]])
+    return np.concatenate(parts) if parts else order[:0]
+
+
+def global_batches(examples: int, batch_size: int, pipelines: int = 1) -> int:
+    """How many global batches an epoch of `examples` has when pipeline_share cuts it for `pipelines`."""
+    rest = examples % batch_size
+    return examples // batch_size + (1 if rest >= pipelines else 0)
 
 
 def _clip_maker(waveforms: np.ndarray, background: np.ndarray | None, augment: AugmentConfig | None, seed: int,

@@ -1,0 +1,77 @@
+"""Training throughput in clips per second, three ways: the input pipeline alone (decoded waveforms to augmented
+feature batches), the model step alone on those batches held in memory, and training end to end as `train` runs
+an epoch. The gap between the last two is what the input pipeline costs training.
+
+Each figure is timed after a warm-up (graph tracing is not throughput); the end-to-end epoch includes what `train`
+pays every epoch (a fresh dataset and a retraced step), but not validation; a last epoch is timed as `train` runs
+it, validation included.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from kws_zoo.core.compat import keras, tf
+from kws_zoo.recipe import Recipe
+from kws_zoo.train import compiled_model, fit_epoch, prepare_data, train_dataset, validation_dataset
+
+WARMUP_BATCHES = 3
+
+
+def _input_alone(recipe: Recipe, data, epoch: int, progress: bool) -> tuple[float, list]:
+    """clips/s of one epoch's dataset iterated on its own (the first batches untimed), and its batches."""
+    batches, clips, start = [], 0, None
+    for i, (x, y) in enumerate(tqdm(train_dataset(recipe, data, epoch), desc="input alone", unit="batch",
+                                    disable=not progress, leave=False)):
+        batches.append((x.numpy(), y.numpy()))
+        if i + 1 == WARMUP_BATCHES:
+            start = time.perf_counter()
+        elif i + 1 > WARMUP_BATCHES:
+            clips += len(x)
+    if start is None or not clips:
+        raise ValueError(f"{recipe.name}: the training split has fewer than {WARMUP_BATCHES + 1} batches")
+    return clips / (time.perf_counter() - start), batches
+
+
+def _model_alone(model: keras.Model, batches: list) -> float:
+    """clips/s of training steps on batches already in memory (one warm-up fit on a few of them first)."""
+    feats = np.concatenate([x for x, _ in batches])
+    labels = np.concatenate([y for _, y in batches])
+    size = len(batches[0][0])
+    cached = tf.data.Dataset.from_tensor_slices((feats, labels)).batch(size).cache()
+    for _ in cached:  # fills the cache: the timed pass reads memory only
+        pass
+    model.fit(cached.take(WARMUP_BATCHES), verbose=0)
+    start = time.perf_counter()
+    model.fit(cached, verbose=0)
+    return len(labels) / (time.perf_counter() - start)
+
+
+def bench_input(recipe: Recipe, *, progress: bool = True) -> dict:
+    """The three throughputs for `recipe` (its data decoded and cached as `train` does), and the ratio of end to end
+    to model alone."""
+    data = prepare_data(recipe, progress)
+    input_rate, batches = _input_alone(recipe, data, 1, progress)
+    feats = np.concatenate([x for x, _ in batches[:8]])
+    stats = None
+    if recipe.feature_norm and recipe.frontend.kind != "raw":
+        flat = feats.reshape(-1, feats.shape[-1]).astype(np.float64)
+        stats = flat.mean(axis=0), np.maximum(flat.var(axis=0), 1e-6)
+    model, _ = compiled_model(recipe, data, stats)
+    model_rate = _model_alone(model, batches)
+    val = validation_dataset(recipe, data)
+    fit_epoch(model, recipe, data, 2, val)  # warm-up: traces the dataset's functions and the steps once
+    clips = len(data.targets["train"])
+    start = time.perf_counter()
+    fit_epoch(model, recipe, data, 3)
+    end_to_end = clips / (time.perf_counter() - start)
+    start = time.perf_counter()
+    fit_epoch(model, recipe, data, 4, val)
+    epoch_s = time.perf_counter() - start
+    return {"recipe": recipe.name, "train_clips": clips, "batch_size": recipe.schedule.batch_size,
+            "input_alone_clips_per_s": round(input_rate, 1), "model_alone_clips_per_s": round(model_rate, 1),
+            "end_to_end_clips_per_s": round(end_to_end, 1),
+            "end_to_end_of_model_alone": round(end_to_end / model_rate, 3),
+            "epoch_with_validation_s": round(epoch_s, 2)}
