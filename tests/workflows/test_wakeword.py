@@ -83,6 +83,7 @@ def test_a_finished_build_resumes_without_redoing_work(build, monkeypatch):
     out, card, _ = build
     monkeypatch.setattr(wake_run, "train", lambda *a, **k: pytest.fail("trained again"))
     monkeypatch.setattr(wake_run, "sweep", lambda *a, **k: pytest.fail("scored again"))
+    monkeypatch.setattr(streams, "split_clips", lambda *a, **k: pytest.fail("decoded clips again"))
     cfg = load_wakeword(str(out.parent / "hey_zoo.json"))
     again = wake_run.run_wakeword(cfg, str(out), progress=False)
     assert again["test_tflm"] == card["test_tflm"]

@@ -12,6 +12,7 @@ are read once, at the end, at that choice.
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 
@@ -134,7 +135,8 @@ def _tflm_runner(model_bytes: bytes):
     return lambda audio, events: streams.tflm_scores(model, audio, events)
 
 
-def _sweep_json(path: str, make) -> dict:
+def _cached_json(path: str, make) -> dict:
+    """A stage's result: read from `path` if an earlier run wrote it, else made and written atomically."""
     if os.path.exists(path):
         with open(path) as f:
             return json.load(f)
@@ -151,8 +153,10 @@ def run_wakeword(cfg: WakewordConfig, out: str, *, workers: int = 2, progress: b
     corpus = os.path.join(out, "corpus")
     plan = build_corpus(cfg, corpus, workers=workers, progress=progress)
     slug = plan["label"]
-    noises = streams.background(corpus, cfg.real_background)
-    val_pos, val_neg = streams.split_clips(corpus, slug, "validation", cfg.seed)
+    generated_noise, real_noise = streams.background(corpus, cfg.real_background)
+    noises = generated_noise + real_noise
+    # Decoded only if a stage that needs them has not run yet (a finished build resumes without reading clips).
+    val_clips = functools.cache(lambda: streams.split_clips(corpus, slug, "validation", cfg.seed))
     rounds = []
     for r in range(1, cfg.rounds + 1):
         run_dir = os.path.join(out, f"round{r}")
@@ -163,18 +167,18 @@ def run_wakeword(cfg: WakewordConfig, out: str, *, workers: int = 2, progress: b
         stride = spec.frames_per_step
 
         def validate():
-            scored, _ = streams.run_streams(_tflm_runner(model_bytes), val_pos, val_neg, noises, cfg.validation_hours,
+            scored, _ = streams.run_streams(_tflm_runner(model_bytes), *val_clips(), noises, cfg.validation_hours,
                                             cfg.seed + 1, f"round {r}: validation streams (TFLM)", progress)
             rows = sweep(scored, stride, LATENCY_S)
             return {"rows": rows, "chosen": choose(rows, cfg.target_fa_per_hour)}
 
-        val = _sweep_json(os.path.join(run_dir, "validation.json"), validate)
+        val = _cached_json(os.path.join(run_dir, "validation.json"), validate)
         entry = {"round": r, "validation": val["chosen"]}
         if r < cfg.rounds:
-            entry["mined"] = _sweep_json(os.path.join(run_dir, "mined.json"),
-                                         lambda: _mine(cfg, corpus, slug, model_bytes, noises, r, stride, progress))
+            entry["mined"] = _cached_json(os.path.join(run_dir, "mined.json"),
+                                          lambda: _mine(cfg, corpus, slug, model_bytes, noises, r, stride, progress))
         rounds.append(entry)
-    return _finish(cfg, out, corpus, plan, rounds, model_bytes, binary, spec, noises, val, progress)
+    return _finish(cfg, out, corpus, plan, rounds, model_bytes, binary, spec, (noises, real_noise), val, progress)
 
 
 def _mine(cfg, corpus, slug, model_bytes, noises, round_no, stride, progress) -> dict:
@@ -190,7 +194,8 @@ def _mine(cfg, corpus, slug, model_bytes, noises, round_no, stride, progress) ->
             "triggers_per_hour": len(clips) / (seconds / 3600)}
 
 
-def _finish(cfg, out, corpus, plan, rounds, model_bytes, binary, spec, noises, val, progress) -> dict:
+def _finish(cfg, out, corpus, plan, rounds, model_bytes, binary, spec, background, val, progress) -> dict:
+    noises, real_noise = background
     final = os.path.join(out, "final")
     os.makedirs(final, exist_ok=True)
     slug, stride = plan["label"], spec.frames_per_step
@@ -208,10 +213,10 @@ def _finish(cfg, out, corpus, plan, rounds, model_bytes, binary, spec, noises, v
     firmware = write_firmware(model_bytes, os.path.join(final, "firmware"), labels=["_unknown_", slug],
                               frontend=FrontendConfig.micro().to_dict(), clip_ms=1000, arena_bytes=tflm.arena_bytes,
                               model_name=slug, frames_per_step=stride, window_frames=spec.window_frames)
-    test_pos, test_neg = streams.split_clips(corpus, slug, "test", cfg.seed)
+    test_clips = functools.cache(lambda: streams.split_clips(corpus, slug, "test", cfg.seed))
 
     def test_tflm():
-        scored, bands = streams.run_streams(_tflm_runner(model_bytes), test_pos, test_neg, noises, cfg.test_hours,
+        scored, bands = streams.run_streams(_tflm_runner(model_bytes), *test_clips(), noises, cfg.test_hours,
                                             cfg.seed + 2, "test streams (TFLM)", progress)
         at = score(scored, chosen["cutoff_u8"], chosen["window"], stride, LATENCY_S)
         per_band = {f"{lo:g}-{hi:g} dB": score([s for s, b in zip(scored, bands) if b == (lo, hi)],
@@ -223,19 +228,19 @@ def _finish(cfg, out, corpus, plan, rounds, model_bytes, binary, spec, noises, v
     def test_float():
         runner = lambda a, e: streams.float_scores(binary, spec.window_frames, stride, a, e)  # noqa: E731
         hours = cfg.float_compare_hours
-        scored, _ = streams.run_streams(runner, test_pos, test_neg, noises, hours, cfg.seed + 2,
+        scored, _ = streams.run_streams(runner, *test_clips(), noises, hours, cfg.seed + 2,
                                         "test streams (float Keras)", progress)
-        tflm_part, _ = streams.run_streams(_tflm_runner(model_bytes), test_pos, test_neg, noises, hours, cfg.seed + 2,
+        tflm_part, _ = streams.run_streams(_tflm_runner(model_bytes), *test_clips(), noises, hours, cfg.seed + 2,
                                            "same hours (TFLM)", progress)
         return {"hours": hours, "float": score(scored, chosen["cutoff_u8"], chosen["window"], stride, LATENCY_S),
                 "tflm": score(tflm_part, chosen["cutoff_u8"], chosen["window"], stride, LATENCY_S),
                 "rows": sweep(scored, stride, LATENCY_S, windows=(chosen["window"],))}
 
-    test = _sweep_json(os.path.join(final, "test.json"), test_tflm)
-    floats = _sweep_json(os.path.join(final, "float.json"), test_float) if cfg.float_compare_hours > 0 else None
-    real = _sweep_json(os.path.join(final, "real.json"),
-                       lambda: _real(cfg, model_bytes, noises, chosen, stride, progress))
-    cost = _sweep_json(os.path.join(final, "cost.json"), lambda: {
+    test = _cached_json(os.path.join(final, "test.json"), test_tflm)
+    floats = _cached_json(os.path.join(final, "float.json"), test_float) if cfg.float_compare_hours > 0 else None
+    real = _cached_json(os.path.join(final, "real.json"),
+                        lambda: _real(cfg, model_bytes, real_noise, chosen, stride))
+    cost = _cached_json(os.path.join(final, "cost.json"), lambda: {
         "instructions_per_invoke": instructions_per_invoke(model_bytes, invokes=30) if cfg.count_instructions
         else None, "invokes_per_second": 100.0 / stride})
     per_invoke = cost["instructions_per_invoke"]
@@ -261,12 +266,11 @@ def _finish(cfg, out, corpus, plan, rounds, model_bytes, binary, spec, noises, v
     return card
 
 
-def _real(cfg, model_bytes, noises, chosen, stride, progress) -> dict:
+def _real(cfg, model_bytes, real_noise, chosen, stride) -> dict:
     """FA/h on the real speech folders and, for a phrase they hold, FRR on the real wake-word recordings."""
     out = {}
     words = set(cfg.phrase.split())
     speech = streams.wavs_under(cfg.real_speech, exclude_words=words | {phrase_slug(cfg.phrase)})
-    real_noise = [read_wav(p) for p in streams.wavs_under(cfg.real_background)]
     model = TflmStreamingModel(model_bytes)
     if speech:
         audio, _ = streams.concatenated([read_wav(p) for p in speech], real_noise, cfg.seed, gap_s=(0.2, 0.8))

@@ -41,14 +41,9 @@ def split_clips(corpus: str, label: str, split: str, seed: int, max_clips: int =
     return pick(pos), pick(neg)
 
 
-def background(corpus: str, real_dirs) -> list[np.ndarray]:
-    """The corpus's generated noises and every WAV under the real background folders that exist."""
-    paths = list_background(Path(corpus))
-    for folder in real_dirs:
-        if os.path.isdir(folder):
-            paths += sorted(os.path.join(d, f) for d, _, names in os.walk(folder) for f in names
-                            if f.lower().endswith(".wav"))
-    return [read_wav(p) for p in paths]
+def background(corpus: str, real_dirs) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """(the corpus's generated noises, every WAV under the real background folders that exist)."""
+    return [read_wav(p) for p in list_background(Path(corpus))], [read_wav(p) for p in wavs_under(real_dirs)]
 
 
 def chunks(positives, negatives, noises, hours: float, seed: int):
