@@ -273,8 +273,9 @@ def plan_corpus(words: Sequence[str] = GSC_V2_WORDS, *, speakers: int | None = D
     if speakers is not None and speakers < 1 or takes < 1:
         raise ConfigError("speakers and takes must be >= 1")
     settings = {"words": list(words), "speakers": speakers, "takes": takes, "engines": list(engines)}
+    babble = tuple(words if babble_words is None else babble_words)
     return CorpusPlan(seed, words, tuple(select_speakers(seed, engines, speakers)), takes, settings,
-                      tuple(sorted(dict(texts or {}).items())), tuple(words if babble_words is None else babble_words))
+                      tuple(sorted(dict(texts or {}).items())), babble)
 
 
 def _write_task(args: tuple[SpeakerTask | BackgroundTask, str]) -> int:
