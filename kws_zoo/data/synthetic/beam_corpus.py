@@ -145,24 +145,43 @@ class ShardWriter:
 
 def pipeline_options(workers: int, beam_args: Sequence[str] | str = ()):
     """Beam options from command-line style `beam_args` (passed through: --runner=DataflowRunner --project=...);
-    with no --runner, the DirectRunner with `workers` local processes."""
+    for the local runner (no --runner, or DirectRunner), `workers` processes unless beam_args set them."""
     import_beam()
     # the optional extra, checked just above
-    from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
+    from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, WorkerOptions
 
     args = shlex.split(beam_args) if isinstance(beam_args, str) else list(beam_args)
     options = PipelineOptions(args)
-    standard = options.view_as(StandardOptions)
-    if standard.runner is None:
-        standard.runner = "DirectRunner"
-    if standard.runner in LOCAL_RUNNERS:
+    if is_local(options):
         direct = options.view_as(DirectOptions)
         given = " ".join(args)
         if "direct_num_workers" not in given:
             direct.direct_num_workers = workers
         if "direct_running_mode" not in given:
             direct.direct_running_mode = "multi_processing"  # real processes: TTS and TF hold the GIL otherwise
+        if "sdk_harness_log_level" not in given:  # the workers log every start-up step at INFO
+            options.view_as(WorkerOptions).default_sdk_harness_log_level = "WARNING"
     return options
+
+
+def is_local(options) -> bool:
+    from apache_beam.options.pipeline_options import StandardOptions  # the optional extra
+
+    return options.view_as(StandardOptions).runner in (None, *LOCAL_RUNNERS)
+
+
+def local_runner(options):
+    """The DirectRunner's batch engine, named: in Beam 2.77 the DirectRunner first tries the Prism runner (a
+    binary it downloads, which ignores direct_num_workers) and falls back to this one only when that fails. The
+    options go to the workers as the DirectRunner sends them (its provision info)."""
+    # the optional extra
+    from apache_beam.portability.api import beam_provision_api_pb2
+    from apache_beam.runners.portability.fn_api_runner.fn_runner import ExtendedProvisionInfo, FnApiRunner
+    from apache_beam.runners.portability.portable_runner import JobServiceHandle
+
+    encoded = JobServiceHandle.encode_pipeline_options(options.get_all_options())
+    return FnApiRunner(provision_info=ExtendedProvisionInfo(beam_provision_api_pb2.ProvisionInfo(
+        pipeline_options=encoded)))
 
 
 def make_beam_corpus(out_dir, words: Sequence[str] = GSC_V2_WORDS, *, speakers: int | None = DEFAULT_SPEAKERS,
@@ -203,7 +222,7 @@ def make_beam_corpus(out_dir, words: Sequence[str] = GSC_V2_WORDS, *, speakers: 
     _say(progress, f"beam corpus: {len(tasks)} render tasks -> {len(keys)} records in {shards} shard(s) on "
                    f"{_runner_text(options)}")
     start = time.monotonic()
-    with beam.Pipeline(options=options) as pipeline:
+    with beam.Pipeline(runner=local_runner(options) if is_local(options) else None, options=options) as pipeline:
         _build(beam, pipeline, tasks, str(out_dir), names, seed, augment_copies, augment, frontend)
     missing = [n for n in names if not is_remote(out_dir) and not tf.io.gfile.exists(join(str(out_dir), n))]
     if missing:
@@ -232,11 +251,10 @@ def _build(beam, pipeline, tasks, out: str, names: list[str], seed: int, copies:
 def _runner_text(options) -> str:
     from apache_beam.options.pipeline_options import DirectOptions, StandardOptions  # the optional extra
 
-    runner = options.view_as(StandardOptions).runner
-    if runner not in LOCAL_RUNNERS:
-        return runner
+    if not is_local(options):
+        return options.view_as(StandardOptions).runner
     direct = options.view_as(DirectOptions)
-    return f"{runner} ({direct.direct_num_workers} worker(s), {direct.direct_running_mode})"
+    return f"the DirectRunner ({direct.direct_num_workers} worker(s), {direct.direct_running_mode})"
 
 
 def _say(progress: bool, text: str) -> None:

@@ -67,7 +67,8 @@ def encode_record(key: str, wav: bytes, features: np.ndarray | None = None) -> b
     if features is not None:
         feature["features"] = tf.train.Feature(float_list=tf.train.FloatList(value=np.ravel(features)))
         feature["features_shape"] = tf.train.Feature(int64_list=tf.train.Int64List(value=np.shape(features)))
-    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+    # deterministic: sorted map keys; otherwise the features' order follows each process's hashing
+    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString(deterministic=True)
 
 
 def decode_record(data: bytes) -> CorpusRecord:
