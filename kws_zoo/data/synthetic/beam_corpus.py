@@ -240,7 +240,9 @@ def _build(beam, pipeline, tasks, out: str, names: list[str], seed: int, copies:
     if copies:
         background = records | "background" >> beam.Filter(lambda record: is_background(record[0]))
         copied = (records | "training clips" >> beam.Filter(lambda record: is_training_clip(record[0]))
-                  | "augment" >> beam.FlatMap(AugmentedCopies(seed, copies, augment), beam.pvalue.AsList(background)))
+                  # the bound method: Beam hands a callable object the element alone, without the side input
+                  | "augment" >> beam.FlatMap(AugmentedCopies(seed, copies, augment).__call__,
+                                              beam.pvalue.AsList(background)))
         records = (records, copied) | "with copies" >> beam.Flatten()
     records = records | "features" >> beam.Map(WithFeatures(frontend) if frontend else without_features)
     every_shard = pipeline | "every shard" >> beam.Create([(i, None) for i in range(len(names))])
