@@ -12,11 +12,12 @@ generator; unpack_beam_corpus turns this output into exactly make_corpus's folde
 """
 from __future__ import annotations
 
+import json
 import math
 import shlex
 import sys
 import time
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Iterator, Mapping, Sequence
 
 import numpy as np
@@ -37,7 +38,7 @@ from kws_zoo.data.synthetic.defaults import DEFAULT_ENGINES, DEFAULT_SPEAKERS
 from kws_zoo.data.synthetic.rooms import copy_name
 
 RECORDS_PER_SHARD = 1000  # ~32 MB of 1 s clips per file: big enough to read fast, small enough to rewrite
-LOCAL_RUNNERS = ("DirectRunner", "direct")
+LOCAL_RUNNERS = ("direct", "directrunner")  # lower case, as Beam matches runner names
 
 
 def import_beam():
@@ -71,7 +72,8 @@ def planned_keys(plan: CorpusPlan, copies: int) -> list[str]:
     return sorted(clips + [f"{BACKGROUND_DIR}/{name}" for name in plan.background_names()] + copied)
 
 
-# ---- steps (plain callables: they pickle by reference and build their TensorFlow state once per worker) ----------
+# ---- steps: functions and callable objects, no Beam base class (this module imports Beam only to run); the objects
+# build their TensorFlow state on first use, once per worker ------------------------------------------------------
 
 def render_task(task: SpeakerTask | BackgroundTask) -> Iterator[tuple[str, bytes]]:
     for key, audio in task.render():
@@ -167,7 +169,7 @@ def pipeline_options(workers: int, beam_args: Sequence[str] | str = ()):
 def is_local(options) -> bool:
     from apache_beam.options.pipeline_options import StandardOptions  # the optional extra
 
-    return options.view_as(StandardOptions).runner in (None, *LOCAL_RUNNERS)
+    return (options.view_as(StandardOptions).runner or "direct").lower() in LOCAL_RUNNERS
 
 
 def local_runner(options):
@@ -205,31 +207,39 @@ def make_beam_corpus(out_dir, words: Sequence[str] = GSC_V2_WORDS, *, speakers: 
     if frontend is not None:
         make_frontend(frontend)  # a frontend that runs outside TensorFlow fails here, before any rendering
     augment = (augment or AugmentConfig()) if augment_copies else None
-    keys = planned_keys(plan, augment_copies)
-    shards = shards or max(1, math.ceil(len(keys) / RECORDS_PER_SHARD))
-    names = [shard_name(i, shards) for i in range(shards)]
-    manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, "generator_version": GENERATOR_VERSION,
-                "seed": seed, "settings": plan.settings, "texts": dict(plan.texts),
-                "babble_words": list(plan.babble_words), "augment_copies": augment_copies,
-                "augment": augment.to_dict() if augment else None,
-                "frontend": frontend.to_dict() if frontend else None, "shards": names, "records": len(keys),
-                "background": sum(map(is_background, keys)),
-                "copies": sum(k.startswith(f"{AUGMENTED_DIR}/") for k in keys)}
-    manifest["clips"] = manifest["records"] - manifest["background"] - manifest["copies"]
+    manifest = corpus_manifest(plan, augment_copies, augment, frontend, shards)
+    names = manifest["shards"]
     claim_records_dir(str(out_dir), manifest)
     options = pipeline_options(workers, beam_args)
     tasks = plan.tasks()
-    _say(progress, f"beam corpus: {len(tasks)} render tasks -> {len(keys)} records in {shards} shard(s) on "
-                   f"{_runner_text(options)}")
+    _say(progress, f"beam corpus: {len(tasks)} render tasks -> {manifest['records']} records in {len(names)} "
+                   f"shard(s) on {_runner_text(options)}")
     start = time.monotonic()
     with beam.Pipeline(runner=local_runner(options) if is_local(options) else None, options=options) as pipeline:
         _build(beam, pipeline, tasks, str(out_dir), names, seed, augment_copies, augment, frontend)
-    missing = [n for n in names if not is_remote(out_dir) and not tf.io.gfile.exists(join(str(out_dir), n))]
+    missing = [] if is_remote(out_dir) else [n for n in names if not Path(out_dir, n).is_file()]
     if missing:
         raise DataError(f"{out_dir}: the pipeline finished without writing {missing}")
     write_manifest(str(out_dir), manifest)
     _say(progress, f"beam corpus: {out_dir} written in {time.monotonic() - start:.1f} s")
     return manifest
+
+
+def corpus_manifest(plan: CorpusPlan, copies: int, augment: AugmentConfig | None, frontend: FrontendConfig | None,
+                    shards: int | None) -> dict:
+    """The manifest of the corpus make_beam_corpus writes (as its JSON file reads back: lists, not tuples)."""
+    keys = planned_keys(plan, copies)
+    shards = shards or max(1, math.ceil(len(keys) / RECORDS_PER_SHARD))
+    manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, "generator_version": GENERATOR_VERSION,
+                "seed": plan.seed, "settings": plan.settings, "texts": dict(plan.texts),
+                "babble_words": plan.babble_words, "augment_copies": copies,
+                "augment": augment.to_dict() if augment else None,
+                "frontend": frontend.to_dict() if frontend else None,
+                "shards": [shard_name(i, shards) for i in range(shards)], "records": len(keys),
+                "background": sum(map(is_background, keys)),
+                "copies": sum(k.startswith(f"{AUGMENTED_DIR}/") for k in keys)}
+    manifest["clips"] = manifest["records"] - manifest["background"] - manifest["copies"]
+    return json.loads(json.dumps(manifest))
 
 
 def _build(beam, pipeline, tasks, out: str, names: list[str], seed: int, copies: int,
@@ -256,7 +266,7 @@ def _runner_text(options) -> str:
     if not is_local(options):
         return options.view_as(StandardOptions).runner
     direct = options.view_as(DirectOptions)
-    return f"the DirectRunner ({direct.direct_num_workers} worker(s), {direct.direct_running_mode})"
+    return f"the DirectRunner's FnApiRunner ({direct.direct_num_workers} worker(s), {direct.direct_running_mode})"
 
 
 def _say(progress: bool, text: str) -> None:

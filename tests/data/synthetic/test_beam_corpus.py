@@ -23,10 +23,10 @@ from kws_zoo.data.frontends import FrontendConfig
 from kws_zoo.data.pipeline import features_for, load_background
 from kws_zoo.data.splits import gsc_split
 from kws_zoo.data.synthetic import beam_corpus
-from kws_zoo.data.synthetic.beam_corpus import augmented_key, make_beam_corpus
-from kws_zoo.data.synthetic.corpus import make_corpus, stable_seed
-from kws_zoo.data.synthetic.corpus_records import (MANIFEST, decode_record, iter_records, read_beam_corpus,
-                                                   read_beam_features, shard_of)
+from kws_zoo.data.synthetic.beam_corpus import augmented_key, corpus_manifest, make_beam_corpus
+from kws_zoo.data.synthetic.corpus import make_corpus, plan_corpus, stable_seed
+from kws_zoo.data.synthetic.corpus_records import (MANIFEST, claim_records_dir, decode_record, iter_records,
+                                                   read_beam_corpus, read_beam_features, shard_of)
 
 # Its module-scoped fixtures render corpora: under pytest-xdist it shares the synthetic-corpus worker.
 pytestmark = pytest.mark.xdist_group("test_synthetic")
@@ -141,6 +141,10 @@ def test_output_directory_errors(beam1, tmp_path):
         make_beam_corpus(other, WORDS, progress=False, **PLAN)
     with pytest.raises(DataError, match="other settings"):  # beam1 was made with copies, features and 3 shards
         make_beam_corpus(beam1, WORDS, progress=False, **PLAN)
+    same = corpus_manifest(plan_corpus(WORDS, **PLAN), 1, AugmentConfig(), FrontendConfig(), SHARDS)
+    assert same == json.loads((beam1 / MANIFEST).read_text())
+    claim_records_dir(str(beam1), same)  # the same corpus again: a re-run may rewrite it
+    assert sorted(p.name for p in beam1.iterdir()) == sorted([MANIFEST, *same["shards"]])
 
 
 def test_local_runner_refuses_beam_flags(capsys):
