@@ -14,8 +14,9 @@ apt:
 	@if dpkg -s $(APT_PACKAGES) >/dev/null 2>&1; then echo "apt packages present"; else \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_PACKAGES); fi
 
+# scale: Apache Beam, for make-data --runner beam; its tests import it and fail, never skip, without it
 pip:
-	$(PYTHON) -m pip install -q -e '.[test]'
+	$(PYTHON) -m pip install -q -e '.[test,scale]'
 
 data: install
 	kws-zoo make-data

@@ -32,6 +32,11 @@ setup(
         "pyroomacoustics==0.10.1",
         "audiomentations==0.43.1",
     ],
-    extras_require={"test": ["pytest", "pytest-xdist"]},
+    extras_require={
+        "test": ["pytest", "pytest-xdist"],
+        # Corpus preparation on Apache Beam (make-data --runner beam, docs/scale.md). Measured with TensorFlow 2.21:
+        # it installs protobuf 6.33.6, inside TensorFlow's range (>= 6.31.1).
+        "scale": ["apache-beam==2.77.0"],
+    },
     entry_points={"console_scripts": ["kws-zoo=kws_zoo.cli:main"]},
 )

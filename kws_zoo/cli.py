@@ -15,13 +15,14 @@ import os
 import sys
 from pathlib import Path
 
-from kws_zoo.core.errors import USER_ERRORS, AudioError
+from kws_zoo.core.errors import USER_ERRORS, AudioError, ConfigError
 from kws_zoo.data.splits import SPEAKER_HALVES
 from kws_zoo.data.synthetic.defaults import (DEFAULT_ENGINES, DEFAULT_SPEAKERS, ENGINES, WORD_SET_NAMES,
                                              default_corpus_dir)
 
 # The runtimes' own modules load TensorFlow, so the choices are spelled here; the library checks them again.
 RUNTIMES = ("tflm", "litert")
+FEATURE_KINDS = ("log_mel", "mfcc", "micro")  # the frontends that run in TensorFlow (make-data --features)
 STREAM_RUNTIMES = ("keras", "tflm")
 
 
@@ -42,10 +43,17 @@ def _cmd_list(args) -> None:
 def _cmd_make_data(args) -> None:
     from kws_zoo.data.synthetic.corpus import make_corpus, words_from_spec
 
+    words, engines = words_from_spec(args.words), tuple(e.strip() for e in args.engines.split(","))
+    if args.runner == "beam":
+        return _make_data_beam(args, words, engines)
+    beam_only = [flag for flag, value in (("--beam-workers", args.beam_workers), ("--beam-args", args.beam_args),
+                                          ("--shards", args.shards), ("--augment-copies", args.augment_copies),
+                                          ("--features", args.features)) if value]
+    if beam_only:
+        raise ConfigError(f"{', '.join(beam_only)}: only with --runner beam")
     out = args.out or default_corpus_dir()
-    card = make_corpus(out, words_from_spec(args.words), speakers=args.speakers, takes=args.takes, seed=args.seed,
-                       workers=args.workers, progress=not args.no_progress,
-                       engines=tuple(e.strip() for e in args.engines.split(",")))
+    card = make_corpus(out, words, speakers=args.speakers, takes=args.takes, seed=args.seed,
+                       workers=args.workers, progress=not args.no_progress, engines=engines)
     print(f"{out}: {card['num_clips']} clips, {card['num_speakers']} speakers, "
           f"splits {card['counts_per_split']}; card at {Path(out) / 'card.md'}")
 
@@ -80,6 +88,31 @@ def _cmd_bench_input(args) -> None:
         print(f"  {key.replace('_', ' '):<12} {result[key + '_clips_per_s']:>8.1f} clips/s")
     print(f"  end to end is {result['end_to_end_of_model_alone']:.0%} of model alone; an epoch with validation "
           f"takes {result['epoch_with_validation_s']:.1f} s")
+
+
+def _make_data_beam(args, words: tuple[str, ...], engines: tuple[str, ...]) -> None:
+    from kws_zoo.data.frontends import FrontendConfig
+    from kws_zoo.data.synthetic.beam_corpus import make_beam_corpus
+
+    out = args.out or default_corpus_dir().with_name("synthetic_beam")
+    frontend = None if not args.features else FrontendConfig.micro() if args.features == "micro" else \
+        FrontendConfig(kind=args.features)
+    manifest = make_beam_corpus(out, words, speakers=args.speakers, takes=args.takes, seed=args.seed,
+                                engines=engines, workers=args.beam_workers or args.workers,
+                                beam_args=args.beam_args or "", shards=args.shards,
+                                augment_copies=args.augment_copies or 0, frontend=frontend,
+                                progress=not args.no_progress)
+    print(f"{out}: {manifest['clips']} clips, {manifest['background']} background files, {manifest['copies']} "
+          f"augmented copies in {len(manifest['shards'])} TFRecord shard(s); as folders: "
+          f"kws-zoo unpack-corpus {out} --out DIR")
+
+
+def _cmd_unpack_corpus(args) -> None:
+    from kws_zoo.data.synthetic.corpus_records import unpack_beam_corpus
+
+    card = unpack_beam_corpus(args.records, args.out, progress=not args.no_progress)
+    print(f"{args.out}: {card['num_clips']} clips, {card['num_speakers']} speakers, "
+          f"splits {card['counts_per_split']}; card at {Path(args.out) / 'card.md'}")
 
 
 def _cmd_rooms(args) -> None:
@@ -388,7 +421,25 @@ def _add_parsers(sub) -> None:
     p.add_argument("--engines", default=",".join(DEFAULT_ENGINES),
                    help=f"comma list from {','.join(ENGINES)} (default {','.join(DEFAULT_ENGINES)})")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    g = p.add_argument_group("Apache Beam (pip install 'kws_zoo[scale]'; docs/scale.md)")
+    g.add_argument("--runner", choices=("local", "beam"), default="local",
+                   help="local: the process pool, GSC folders (default); beam: a Beam pipeline writing sharded "
+                        "TFRecords of the same files")
+    g.add_argument("--beam-workers", type=int, help="DirectRunner processes (default --workers)")
+    g.add_argument("--beam-args", metavar="ARGS", help="Beam pipeline options, passed through (write it with =), "
+                   "e.g. --beam-args=\"--runner=FlinkRunner --flink_master=HOST:8081\"")
+    g.add_argument("--shards", type=int, help="TFRecord files (default one per 1000 records)")
+    g.add_argument("--augment-copies", type=int, metavar="K", help="K augmented copies of every training clip")
+    g.add_argument("--features", choices=FEATURE_KINDS, help="also store every clip's features (default settings)")
     p.set_defaults(func=_cmd_make_data)
+
+    p = sub.add_parser("unpack-corpus", help="write a TFRecord corpus (make-data --runner beam) as GSC folders",
+                       description="Write the corpus a Beam pipeline made (make-data --runner beam) as make-data's "
+                                   "folders: the same files, lists and card; augmented copies in OUT/_augmented.")
+    p.add_argument("records", help="the directory of TFRecord shards and beam_corpus.json")
+    p.add_argument("--out", required=True, help="output directory (GSC layout)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_unpack_corpus)
 
     p = sub.add_parser("rooms", help="a copy of a corpus's training clips through simulated rooms and microphones",
                        description="Write room-and-microphone versions (pyroomacoustics rooms, audiomentations "

@@ -72,6 +72,10 @@ class EngineMissing(EngineError):
     """A TTS binary or voice is not installed; the message names the apt package."""
 
 
+class ExtraMissing(KwsZooError, RuntimeError):
+    """An optional extra is not installed; the message names the pip command (pip install kws_zoo[scale])."""
+
+
 class DownloadError(KwsZooError, RuntimeError):
     """A pretrained file that could not be fetched or failed its check (hash, size, archive member); nothing of
     it is left in the cache. The message names the file and every URL tried."""

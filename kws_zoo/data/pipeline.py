@@ -107,23 +107,27 @@ def _save(cache: tuple[Path, Path], waves: np.ndarray, bad: list[AudioError]) ->
 
 def load_background(paths: Sequence[str], clip_samples: int = 16000, *, skip_bad: bool = False,
                     sample_rate: int = SAMPLE_RATE) -> np.ndarray | None:
-    """Background clips as float32 [segments, 2 * clip_samples]: each file cut into windows with hop
-    clip_samples (short files tiled), so any random crop of clip_samples from a row lies inside one file
-    and every position of every file is reachable. None if there are no usable clips."""
-    rows, bad = [], []
+    """background_rows of the files at `paths`; None if there are no usable clips."""
+    clips, bad = [], []
     for path in paths:
         try:
-            x = audio.read_wav(path, sample_rate)
+            clips.append(audio.read_wav(path, sample_rate))
         except AudioError as err:
             bad.append(err)
-            continue
-        seg = 2 * clip_samples
-        if len(x) < seg:
-            x = np.tile(x, -(-seg // len(x)))
-        starts = range(0, len(x) - seg + 1, clip_samples)
-        rows += [x[s:s + seg] for s in starts]
     if bad and not skip_bad:
         raise BadFilesError(bad)
+    return background_rows(clips, clip_samples)
+
+
+def background_rows(clips: Sequence[np.ndarray], clip_samples: int = 16000) -> np.ndarray | None:
+    """Background clips as float32 [segments, 2 * clip_samples]: each clip cut into windows with hop
+    clip_samples (short clips tiled), so any random crop of clip_samples from a row lies inside one clip
+    and every position of every clip is reachable. None if there are no clips."""
+    rows, seg = [], 2 * clip_samples
+    for x in clips:
+        if len(x) < seg:
+            x = np.tile(x, -(-seg // len(x)))
+        rows += [x[s:s + seg] for s in range(0, len(x) - seg + 1, clip_samples)]
     return np.stack(rows).astype(np.float32) if rows else None
 
 

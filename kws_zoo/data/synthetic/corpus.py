@@ -14,7 +14,7 @@ import os
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+from typing import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 import soundfile as sf
@@ -188,25 +188,102 @@ def _babble_talkers(seed: int, engines: Sequence[str]) -> list[tuple[str, str]]:
     return out
 
 
-# ---- work items run in worker processes (top-level functions so they pickle) -------------------------
+# ---- the plan: tasks of a corpus, shared by make_corpus and the Beam pipeline (beam_corpus) --------------------
 
-def _speaker_task(args: tuple[int, Speaker, list[tuple[str, int]], str, dict]) -> int:
-    seed, speaker, jobs, out_dir, texts = args
-    for (word, take), clip in zip(jobs, render_clips(seed, speaker, jobs, texts)):
-        write_wav(os.path.join(out_dir, word, f"{speaker.id}_nohash_{take}.wav"), clip)
-    return len(jobs)
+def clip_path(word: str, speaker_id: str, take: int) -> str:
+    """A clip's path relative to the corpus root ('yes/1a2b3c4d_nohash_0.wav'): its file and its Beam key."""
+    return f"{word}/{speaker_id}_nohash_{take}.wav"
 
 
-def _background_task(args: tuple[int, str, tuple[str, ...], tuple[str, ...], str]) -> int:
-    seed, name, words, engines, out_dir = args
-    make = noise.generators(words, _babble_talkers(seed, engines))[name]
-    write_wav(os.path.join(out_dir, BACKGROUND_DIR, name), make(stable_seed(seed, "background", name)))
-    return 1
+@dataclass(frozen=True)
+class SpeakerTask:
+    """Every (word, take) clip of one speaker: one TTS process renders them all (festival starts slowly)."""
+    seed: int
+    speaker: Speaker
+    jobs: tuple[tuple[str, int], ...]
+    texts: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def size(self) -> int:
+        return len(self.jobs)
+
+    def render(self) -> list[tuple[str, np.ndarray]]:
+        """[(relative path, 1 s clip)], a pure function of the task."""
+        clips = render_clips(self.seed, self.speaker, self.jobs, dict(self.texts))
+        return [(clip_path(word, self.speaker.id, take), clip) for (word, take), clip in zip(self.jobs, clips)]
 
 
-def _run(task: tuple) -> int:
-    kind, args = task
-    return _speaker_task(args) if kind == "speaker" else _background_task(args)
+@dataclass(frozen=True)
+class BackgroundTask:
+    """One background-noise file of `_background_noise_/`."""
+    seed: int
+    name: str
+    babble_words: tuple[str, ...]
+    engines: tuple[str, ...]
+
+    size = 1
+
+    def render(self) -> list[tuple[str, np.ndarray]]:
+        make = noise.generators(self.babble_words, _babble_talkers(self.seed, self.engines))[self.name]
+        return [(f"{BACKGROUND_DIR}/{self.name}", make(stable_seed(self.seed, "background", self.name)))]
+
+
+@dataclass(frozen=True)
+class CorpusPlan:
+    """What a corpus holds for its settings; make_corpus and make_beam_corpus both render exactly its tasks."""
+    seed: int
+    words: tuple[str, ...]
+    speakers: tuple[Speaker, ...]
+    takes: int
+    settings: dict  # for the card: the arguments as given (speakers may be None: all)
+    texts: tuple[tuple[str, str], ...]
+    babble_words: tuple[str, ...]
+
+    @property
+    def used_engines(self) -> tuple[str, ...]:
+        return tuple(e for e in self.settings["engines"] if any(s.engine == e for s in self.speakers))
+
+    def check_engines(self) -> None:
+        """Fails before any rendering if a binary or voice is missing."""
+        for engine in self.used_engines:
+            check_engine(engine)
+
+    def background_names(self) -> list[str]:
+        return list(noise.generators(self.babble_words, _babble_talkers(self.seed, self.used_engines)))
+
+    def tasks(self, missing: Callable[[str], bool] = lambda rel: True) -> list[SpeakerTask | BackgroundTask]:
+        """The tasks that render the files `missing(relative path)` says are missing, slowest first (background,
+        festival) so a pool does not end on one long task."""
+        tasks: list[SpeakerTask | BackgroundTask] = [
+            BackgroundTask(self.seed, name, self.babble_words, self.used_engines)
+            for name in self.background_names() if missing(f"{BACKGROUND_DIR}/{name}")]
+        for sp in self.speakers:
+            jobs = tuple((w, t) for w in self.words for t in range(self.takes) if missing(clip_path(w, sp.id, t)))
+            if jobs:
+                tasks.append(SpeakerTask(self.seed, sp, jobs, self.texts))
+        return sorted(tasks, key=lambda t: 0 if isinstance(t, BackgroundTask) else
+                      1 if t.speaker.engine == "festival" else 2)
+
+
+def plan_corpus(words: Sequence[str] = GSC_V2_WORDS, *, speakers: int | None = DEFAULT_SPEAKERS, takes: int = 1,
+                seed: int = 0, engines: Sequence[str] = DEFAULT_ENGINES, texts: Mapping[str, str] | None = None,
+                babble_words: Sequence[str] | None = None) -> CorpusPlan:
+    """The plan of make_corpus's corpus (its arguments are documented there); checks them, renders nothing."""
+    words, engines = _check_words(words), tuple(engines)
+    if speakers is not None and speakers < 1 or takes < 1:
+        raise ConfigError("speakers and takes must be >= 1")
+    settings = {"words": list(words), "speakers": speakers, "takes": takes, "engines": list(engines)}
+    babble = tuple(words if babble_words is None else babble_words)
+    return CorpusPlan(seed, words, tuple(select_speakers(seed, engines, speakers)), takes, settings,
+                      tuple(sorted(dict(texts or {}).items())), babble)
+
+
+def _write_task(args: tuple[SpeakerTask | BackgroundTask, str]) -> int:
+    """Runs in a worker process (a top-level function so it pickles)."""
+    task, out_dir = args
+    for rel, audio in task.render():
+        write_wav(os.path.join(out_dir, rel), audio)
+    return task.size
 
 
 # ---- corpus ---------------------------------------------------------------------------------------------
@@ -219,49 +296,31 @@ def make_corpus(out_dir: str | os.PathLike, words: Sequence[str] = GSC_V2_WORDS,
 
     texts: what is said for a word folder whose name is not the text ('hey_zoo' -> 'hey zoo'); babble_words:
     the vocabulary of the babble noise (default `words`; a wake-word corpus keeps its phrase out of it)."""
-    words, engines, texts = _check_words(words), tuple(engines), dict(texts or {})
-    if speakers is not None and speakers < 1 or takes < 1:
-        raise ConfigError("speakers and takes must be >= 1")
-    chosen = select_speakers(seed, engines, speakers)
-    used_engines = tuple(e for e in engines if any(s.engine == e for s in chosen))
+    plan = plan_corpus(words, speakers=speakers, takes=takes, seed=seed, engines=engines, texts=texts,
+                       babble_words=babble_words)
     out = Path(out_dir)
-    _claim(out, seed)
-    for engine in used_engines:  # fail before any rendering if a binary or voice is missing
-        check_engine(engine)
-    for word in words:
+    claim_corpus_dir(out, seed)
+    plan.check_engines()
+    for word in plan.words:
         (out / word).mkdir(parents=True, exist_ok=True)
         for stale in (out / word).glob("*.wav.tmp*"):  # left by a run killed inside write_wav
             stale.unlink()
     (out / BACKGROUND_DIR).mkdir(exist_ok=True)
-
-    tasks: list[tuple] = []
-    babble = tuple(words if babble_words is None else babble_words)
-    for name in noise.generators(babble, _babble_talkers(seed, used_engines)):
-        if not (out / BACKGROUND_DIR / name).exists():
-            tasks.append(("background", (seed, name, babble, used_engines, str(out))))
-    for sp in chosen:
-        jobs = [(w, t) for w in words for t in range(takes) if not (out / w / f"{sp.id}_nohash_{t}.wav").exists()]
-        if jobs:
-            tasks.append(("speaker", (seed, sp, jobs, str(out), texts)))
-    # slowest first (background, festival) so the pool does not end on one long task
-    tasks.sort(key=lambda t: 0 if t[0] == "background" else 1 if t[1][1].engine == "festival" else 2)
-    total = sum(1 if kind == "background" else len(a[2]) for kind, a in tasks)
-    _execute(tasks, total, workers, progress)
-
-    settings = {"words": list(words), "speakers": speakers, "takes": takes, "engines": list(engines)}
-    return write_card(out, seed, settings)
+    tasks = plan.tasks(missing=lambda rel: not (out / rel).exists())
+    _execute([(task, str(out)) for task in tasks], sum(task.size for task in tasks), workers, progress)
+    return write_card(out, seed, plan.settings)
 
 
 def _execute(tasks: list[tuple], total: int, workers: int, progress: bool) -> None:
     with tqdm(total=total, unit="file", desc="synthetic corpus", disable=not progress, smoothing=0.1) as bar:
         if workers <= 1 or len(tasks) <= 1:
             for task in tasks:
-                bar.update(_run(task))
+                bar.update(_write_task(task))
             return
         # spawn, not fork: the caller may have TensorFlow's threads running
         ctx = multiprocessing.get_context("spawn")
         with ctx.Pool(min(workers, len(tasks))) as pool:
-            for done in pool.imap_unordered(_run, tasks):
+            for done in pool.imap_unordered(_write_task, tasks):
                 bar.update(done)
 
 
@@ -273,7 +332,7 @@ def _check_words(words: Iterable[str]) -> tuple[str, ...]:
     return words
 
 
-def _claim(out: Path, seed: int) -> None:
+def claim_corpus_dir(out: Path, seed: int) -> None:
     """Refuses to add clips to a directory made with another seed or generator version (they would mix)."""
     stamp = out / ".kws_zoo_synthetic.json"
     mine = {"seed": seed, "generator_version": GENERATOR_VERSION}

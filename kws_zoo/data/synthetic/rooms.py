@@ -113,7 +113,7 @@ def simulate(audio: np.ndarray, seed: int, cfg: RoomConfig = RoomConfig()) -> np
     return (out * (peak / new_peak) if new_peak > 0 else out).astype(np.float32)
 
 
-def _copy_name(source: Path, copy: int) -> str:
+def copy_name(source: Path, copy: int) -> str:
     """<speaker>_nohash_<take>.wav keeps its speaker; copies past the first get takes 1000 * copy + take."""
     speaker, _, take = source.stem.rpartition("_nohash_")
     if not speaker or not take.isdigit():
@@ -151,7 +151,7 @@ def make_room_copy(corpus: str, out_dir: str, *, copies: int = 1, seed: int = 0,
     for example in train:
         source = Path(example.path)
         for k in range(copies):
-            target = out / source.parent.name / _copy_name(source, k)
+            target = out / source.parent.name / copy_name(source, k)
             if not target.exists():
                 jobs.append((str(source), str(target), seed, k, cfg))
     for word in {Path(j[1]).parent for j in jobs}:
