@@ -84,8 +84,8 @@ def _cmd_bench_input(args) -> None:
         print(json.dumps(result, indent=2))
         return
     print(f"{result['recipe']}: {result['train_clips']} training clips, batch {result['batch_size']}")
-    for key in ("input_alone", "model_alone", "end_to_end"):
-        print(f"  {key.replace('_', ' '):<12} {result[key + '_clips_per_s']:>8.1f} clips/s")
+    for key in ("input_alone", "model_alone", "model_steps_alone", "end_to_end"):
+        print(f"  {key.replace('_', ' '):<17} {result[key + '_clips_per_s']:>8.1f} clips/s")
     print(f"  end to end is {result['end_to_end_of_model_alone']:.0%} of model alone; an epoch with validation "
           f"takes {result['epoch_with_validation_s']:.1f} s")
 

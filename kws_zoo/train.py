@@ -202,9 +202,10 @@ def compiled_model(recipe: Recipe, data: PreparedData, stats):
 
 
 def fit_epoch(model: keras.Model, recipe: Recipe, data: PreparedData, epoch: int, val=None, *, strategy=None,
-              skip: int = 0, callbacks=()) -> dict:
+              skip: int = 0, callbacks=(), dataset=None) -> dict:
     """One training epoch as `train` runs it (global RNG re-seeded and the train step retraced, so dropout depends
-    only on the epoch), from its step `skip` on; returns the epoch's metrics (of those steps)."""
+    only on the epoch), from its step `skip` on; returns the epoch's metrics (of those steps). `dataset` replaces
+    the epoch's training data (benchmarks: the same batches held in memory)."""
     keras.utils.set_random_seed(recipe.seed * 100003 + epoch)
     model.make_train_function(force=True)
     steps = {}
@@ -214,7 +215,9 @@ def fit_epoch(model: keras.Model, recipe: Recipe, data: PreparedData, epoch: int
                                                   pipelines) - skip
         if val is not None:
             steps["validation_steps"] = global_batches(len(data.targets["validation"]), VALIDATION_BATCH, pipelines)
-    logs = model.fit(train_dataset(recipe, data, epoch, strategy, skip), epochs=epoch + 1, initial_epoch=epoch,
+    if dataset is None:
+        dataset = train_dataset(recipe, data, epoch, strategy, skip)
+    logs = model.fit(dataset, epochs=epoch + 1, initial_epoch=epoch,
                      validation_data=val, callbacks=list(callbacks), verbose=0, **steps).history
     return {k: float(v[-1]) for k, v in logs.items()}
 

@@ -1,6 +1,7 @@
 """Training throughput in clips per second, three ways: the input pipeline alone (decoded waveforms to augmented
-feature batches), the model step alone on those batches held in memory, and training end to end as `train` runs
-an epoch. The gap between the last two is what the input pipeline costs training.
+feature batches), the model alone on those batches held in memory (an epoch as `train` runs it, and its steps
+alone), and training end to end as `train` runs an epoch. The gap between the model's epoch and the end-to-end one
+is what the input pipeline costs training.
 
 Each figure is timed after a warm-up (graph tracing is not throughput); the end-to-end epoch includes what `train`
 pays every epoch (a fresh dataset and a retraced step), but not validation; a last epoch is timed as `train` runs
@@ -35,18 +36,21 @@ def _input_alone(recipe: Recipe, data, epoch: int, progress: bool) -> tuple[floa
     return clips / (time.perf_counter() - start), batches
 
 
-def _model_alone(model: keras.Model, batches: list) -> float:
-    """clips/s of training steps on batches already in memory (one warm-up fit on a few of them first)."""
+def _model_alone(model: keras.Model, recipe: Recipe, data, batches: list) -> tuple[float, float]:
+    """clips/s of training on batches already in memory: (an epoch as `train` runs it, with its per-epoch retrace
+    and fit set-up; the steps alone, already traced)."""
     feats = np.concatenate([x for x, _ in batches])
     labels = np.concatenate([y for _, y in batches])
-    size = len(batches[0][0])
-    cached = tf.data.Dataset.from_tensor_slices((feats, labels)).batch(size).cache()
-    for _ in cached:  # fills the cache: the timed pass reads memory only
+    cached = tf.data.Dataset.from_tensor_slices((feats, labels)).batch(len(batches[0][0])).cache()
+    for _ in cached:  # fills the cache: the timed passes read memory only
         pass
-    model.fit(cached.take(WARMUP_BATCHES), verbose=0)
+    fit_epoch(model, recipe, data, 5, dataset=cached.take(WARMUP_BATCHES))  # warm-up
     start = time.perf_counter()
-    model.fit(cached, verbose=0)
-    return len(labels) / (time.perf_counter() - start)
+    fit_epoch(model, recipe, data, 6, dataset=cached)
+    epoch_rate = len(labels) / (time.perf_counter() - start)
+    start = time.perf_counter()
+    model.fit(cached, verbose=0)  # the step traced by the epoch above: steps alone
+    return epoch_rate, len(labels) / (time.perf_counter() - start)
 
 
 def bench_input(recipe: Recipe, *, progress: bool = True) -> dict:
@@ -60,7 +64,7 @@ def bench_input(recipe: Recipe, *, progress: bool = True) -> dict:
         flat = feats.reshape(-1, feats.shape[-1]).astype(np.float64)
         stats = flat.mean(axis=0), np.maximum(flat.var(axis=0), 1e-6)
     model, _ = compiled_model(recipe, data, stats)
-    model_rate = _model_alone(model, batches)
+    model_rate, steps_rate = _model_alone(model, recipe, data, batches)
     val = validation_dataset(recipe, data)
     fit_epoch(model, recipe, data, 2, val)  # warm-up: traces the dataset's functions and the steps once
     clips = len(data.targets["train"])
@@ -72,6 +76,7 @@ def bench_input(recipe: Recipe, *, progress: bool = True) -> dict:
     epoch_s = time.perf_counter() - start
     return {"recipe": recipe.name, "train_clips": clips, "batch_size": recipe.schedule.batch_size,
             "input_alone_clips_per_s": round(input_rate, 1), "model_alone_clips_per_s": round(model_rate, 1),
+            "model_steps_alone_clips_per_s": round(steps_rate, 1),
             "end_to_end_clips_per_s": round(end_to_end, 1),
             "end_to_end_of_model_alone": round(end_to_end / model_rate, 3),
             "epoch_with_validation_s": round(epoch_s, 2)}
