@@ -77,8 +77,18 @@ def _train_local_workers(args, recipe, run_dir: str) -> dict:
 
 def _cmd_bench_input(args) -> None:
     from kws_zoo.recipe import load_recipe
-    from kws_zoo.workflows.bench_input import bench_input
+    from kws_zoo.workflows.bench_input import ablate_input, bench_input
 
+    if args.ablate:
+        result = ablate_input(load_recipe(args.recipe), progress=not args.quiet)
+        if args.json:
+            print(json.dumps(result, indent=2))
+            return
+        print(f"{result['recipe']}: input alone, clips/s (and microseconds per clip each augmentation costs)")
+        for name, rate in result["input_alone_clips_per_s"].items():
+            cost = result["us_per_clip"].get(name.removeprefix("no "))
+            print(f"  {name:<16} {rate:>8.1f}" + (f"   {cost:>6.1f} us" if name.startswith("no ") else ""))
+        return
     result = bench_input(load_recipe(args.recipe), progress=not args.quiet)
     if args.json:
         print(json.dumps(result, indent=2))
@@ -476,6 +486,8 @@ def _add_parsers(sub) -> None:
     p = sub.add_parser("bench-input", help="clips/s of the input pipeline alone, the model step alone and "
                                            "training end to end, for a recipe")
     p.add_argument("recipe", help="a recipe JSON file or a built-in recipe name")
+    p.add_argument("--ablate", action="store_true", help="instead: the input alone with each augmentation switched "
+                                                         "off in turn (what each costs per clip)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_bench_input)

@@ -104,3 +104,19 @@ def test_bad_recipe_is_one_line_naming_file_and_field_and_writes_nothing(change,
     assert exit_info.value.code == 2 and len(err.splitlines()) == 1 and "Traceback" not in err
     assert field in err and str(path) in err, err
     assert not out.exists()
+
+
+def test_distribute_section_is_checked_and_does_not_change_the_training_key():
+    from kws_zoo.core.errors import RecipeError
+    from kws_zoo.recipe import recipe_from_dict, with_distribute
+    from kws_zoo.train import training_key
+
+    base = load_recipe("digits")
+    spread = with_distribute(base, "multi_worker", 20)
+    assert spread.distribute.strategy == "multi_worker" and spread.distribute.backup_every_steps == 20
+    assert recipe_from_dict(spread.to_dict()) == spread and "distribute" not in base.to_dict()
+    assert training_key(spread.training_dict()) == training_key(base.training_dict())  # a run resumes either way
+    with pytest.raises(RecipeError, match="strategy must be one of"):
+        recipe_from_dict({**base.to_dict(), "distribute": {"strategy": "parameter_server"}})
+    with pytest.raises(RecipeError, match="backup_every_steps"):
+        with_distribute(base, None, -1)

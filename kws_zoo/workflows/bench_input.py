@@ -9,6 +9,7 @@ it, validation included.
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import numpy as np
@@ -51,6 +52,24 @@ def _model_alone(model: keras.Model, recipe: Recipe, data, batches: list) -> tup
     start = time.perf_counter()
     model.fit(cached, verbose=0)  # the step traced by the epoch above: steps alone
     return epoch_rate, len(labels) / (time.perf_counter() - start)
+
+
+# What each augmentation costs: the input alone with that op switched off (AugmentConfig fields set to disable it).
+ABLATIONS = {"reverb": {"reverb_prob": 0.0}, "background": {"background_prob": 0.0}, "speed": {"speed_prob": 0.0},
+             "lowpass": {"lowpass_prob": 0.0}, "spec_augment": {"time_masks": 0, "freq_masks": 0}}
+
+
+def ablate_input(recipe: Recipe, *, progress: bool = True) -> dict:
+    """Input-alone clips/s with every augmentation, with each one switched off, and with none; and the
+    microseconds per clip each costs (from the difference)."""
+    data = prepare_data(recipe, progress)
+    variants = {"all": recipe.augment, **{f"no {k}": dataclasses.replace(recipe.augment, **v)
+                                          for k, v in ABLATIONS.items()}}
+    rates = {name: _input_alone(recipe.replace(augment=aug), data, 1, progress)[0] for name, aug in variants.items()}
+    rates["none"] = _input_alone(recipe.replace(augment=None), data, 1, progress)[0]
+    per_clip = {k: round(1e6 / rates["all"] - 1e6 / rates[f"no {k}"], 1) for k in ABLATIONS}
+    return {"recipe": recipe.name, "input_alone_clips_per_s": {k: round(v, 1) for k, v in rates.items()},
+            "us_per_clip": {"all": round(1e6 / rates["all"], 1), "none": round(1e6 / rates["none"], 1), **per_clip}}
 
 
 def bench_input(recipe: Recipe, *, progress: bool = True) -> dict:
