@@ -89,7 +89,15 @@ def checkpoint_folder(epoch: int) -> str:
 
 def read_checkpoint_state(run_dir: str | os.PathLike) -> dict | None:
     """The run's checkpoint.json (epoch, best so far, history, current checkpoint folder); None before epoch 1."""
-    path = os.path.join(run_dir, CHECKPOINT_STATE)
+    return _read_json(os.path.join(run_dir, CHECKPOINT_STATE))
+
+
+def read_backup_state(run_dir: str | os.PathLike) -> dict | None:
+    """The run's mid-epoch backup state (epoch, step, folder); None if it has none."""
+    return _read_json(os.path.join(run_dir, BACKUP_DIR, BACKUP_STATE))
+
+
+def _read_json(path: str) -> dict | None:
     if not os.path.exists(path):
         return None
     with open(path) as f:

@@ -250,16 +250,15 @@ class Checkpointer:
         checkpoint."""
         folder = os.path.join(rundir.BACKUP_DIR, f"epoch{epoch + 1:04d}-step{step:06d}")
         self._write(folder)
-        backup_dir = os.path.join(self.write_dir, rundir.BACKUP_DIR)
-        state_path = os.path.join(backup_dir, rundir.BACKUP_STATE)
-        previous = _read_json(state_path)
-        atomic_write_json(state_path, {"epoch": epoch, "step": step, "path": folder})
+        previous = rundir.read_backup_state(self.write_dir)
+        atomic_write_json(os.path.join(self.write_dir, rundir.BACKUP_DIR, rundir.BACKUP_STATE),
+                          {"epoch": epoch, "step": step, "path": folder})
         if previous and previous["path"] != folder:
             shutil.rmtree(os.path.join(self.write_dir, previous["path"]), ignore_errors=True)
 
     def restore_backup(self, epoch: int) -> int:
         """Restores the chief's mid-epoch backup of `epoch`, if there is one; returns the steps it holds (0: none)."""
-        backup = _read_json(os.path.join(self.run_dir, rundir.BACKUP_DIR, rundir.BACKUP_STATE))
+        backup = rundir.read_backup_state(self.run_dir)
         if not backup or backup["epoch"] != epoch:
             return 0
         self._read(os.path.join(self.run_dir, backup["path"]))
@@ -275,13 +274,6 @@ class Checkpointer:
 
     def _read(self, folder: str) -> None:
         self.ckpt.read(os.path.join(folder, "ckpt")).assert_existing_objects_matched()
-
-
-def _read_json(path: str) -> dict | None:
-    if not os.path.exists(path):
-        return None
-    with open(path) as f:
-        return json.load(f)
 
 
 class StepBackup(keras.callbacks.Callback):
