@@ -80,20 +80,22 @@ def _cmd_bench_input(args) -> None:
     from kws_zoo.workflows.bench_input import ablate_input, bench_input
 
     if args.ablate:
-        result = ablate_input(load_recipe(args.recipe), progress=not args.quiet)
+        result = ablate_input(load_recipe(args.recipe), repeats=args.repeats, progress=not args.quiet)
         if args.json:
             print(json.dumps(result, indent=2))
             return
-        print(f"{result['recipe']}: input alone, clips/s (and microseconds per clip each augmentation costs)")
+        print(f"{result['recipe']}: input alone, clips/s, median of {result['repeats']} epochs (and microseconds "
+              "per clip each augmentation costs)")
         for name, rate in result["input_alone_clips_per_s"].items():
             cost = result["us_per_clip"].get(name.removeprefix("no "))
             print(f"  {name:<16} {rate:>8.1f}" + (f"   {cost:>6.1f} us" if name.startswith("no ") else ""))
         return
-    result = bench_input(load_recipe(args.recipe), progress=not args.quiet)
+    result = bench_input(load_recipe(args.recipe), repeats=args.repeats, progress=not args.quiet)
     if args.json:
         print(json.dumps(result, indent=2))
         return
-    print(f"{result['recipe']}: {result['train_clips']} training clips, batch {result['batch_size']}")
+    print(f"{result['recipe']}: {result['train_clips']} training clips, batch {result['batch_size']}; median of "
+          f"{result['repeats']} epochs each")
     for key in ("input_alone", "model_alone", "model_steps_alone", "end_to_end"):
         print(f"  {key.replace('_', ' '):<17} {result[key + '_clips_per_s']:>8.1f} clips/s")
     print(f"  end to end is {result['end_to_end_of_model_alone']:.0%} of model alone; an epoch with validation "
@@ -408,6 +410,12 @@ def _speakers(text: str) -> int | None:
     return int(text)
 
 
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
+    return int(text)
+
+
 def _json_flag(parser, text: str = "print the result as JSON") -> None:
     parser.add_argument("--json", action="store_true", help=text)
 
@@ -488,6 +496,8 @@ def _add_parsers(sub) -> None:
     p.add_argument("recipe", help="a recipe JSON file or a built-in recipe name")
     p.add_argument("--ablate", action="store_true", help="instead: the input alone with each augmentation switched "
                                                          "off in turn (what each costs per clip)")
+    p.add_argument("--repeats", type=_positive_int, default=3, help="epochs timed per figure, taken in turn; the "
+                                                                     "median is reported (default 3)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_bench_input)

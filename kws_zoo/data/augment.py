@@ -1,9 +1,12 @@
-"""Waveform and feature augmentation as TensorFlow ops, one example at a time.
+"""Waveform and feature augmentation as TensorFlow ops on whole batches.
 
-Every op takes an explicit `seed` (an int [2] tensor) and uses only stateless random ops, so the same
-(seed, epoch, example index) gives bit-identical output in any process: a killed training run resumes
-exactly. Each op draws its sub-seeds with `stateless_fold_in(seed, k)` for a fixed k, so adding or
-disabling one op never changes the random numbers another op sees.
+Every random choice an example sees is a column of a per-example table of uniform variates, drawn for a whole
+epoch in one stateless op keyed by (seed, epoch) and gathered by example index (`draw_uniforms`); the reverb
+tails are crops of a Gaussian noise bank (`noise_bank`) at a start so drawn. So a clip's augmentation depends only on (seed, epoch, example
+index), in any process and on any worker however batches are cut (a killed run resumes exactly), while the
+ops run on whole batches: per-op overhead is paid once per batch, not per clip (docs/scale.md measures it).
+Columns have fixed places (SpecAugment's, whose count depends on the config, come last), so enabling or
+disabling one op never changes the random numbers another sees.
 """
 from __future__ import annotations
 
@@ -68,85 +71,154 @@ class AugmentConfig:
         return to_dict(self)
 
 
-def _uniform(seed, low: float, high: float) -> tf.Tensor:
-    return tf.random.stateless_uniform([], seed, minval=low, maxval=high)
+# The uniform variates [0, 1) each example draws, one table column each, in fixed places.
+COLUMNS = ("silence_row", "silence_start", "silence_level", "speed_on", "speed", "shift", "reverb_on", "rt60", "drr",
+           "tail_start", "noise_on", "noise_row", "noise_start", "snr", "lowpass_on", "cutoff", "gain")
+_COLUMN = {name: k for k, name in enumerate(COLUMNS)}
 
 
-def _randint(seed, low, high) -> tf.Tensor:
-    """Uniform int32 in [low, high] inclusive."""
-    return tf.random.stateless_uniform([], seed, minval=low, maxval=high + 1, dtype=tf.int32)
+def table_width(cfg: AugmentConfig) -> int:
+    """COLUMNS, then a width and a start column per SpecAugment mask (time masks, then frequency masks)."""
+    return len(COLUMNS) + 2 * (cfg.time_masks + cfg.freq_masks)
 
 
-def _maybe(seed, prob: float, op, x: tf.Tensor) -> tf.Tensor:
-    """op() with probability `prob`, else x; a cond (not a where) so skipped ops cost nothing."""
-    if prob <= 0:
-        return x
-    if prob >= 1:
-        return op()
-    return tf.cond(tf.random.stateless_uniform([], seed) < prob, op, lambda: x)
+def ir_samples(rt60_s: tuple[float, float], sample_rate: int = SAMPLE_RATE) -> int:
+    """Length of the room impulse responses: the longest rt60 (shorter ones have decayed below float precision)."""
+    return max(2, int(rt60_s[1] * sample_rate))
+
+
+def draw_uniforms(seed, examples: int, cfg: AugmentConfig) -> tf.Tensor:
+    """The uniform variates [examples, table_width(cfg)] of `examples` examples (row i is example i's), from one
+    stateless op: they depend on `seed` (int [2], e.g. (seed, epoch)) alone."""
+    return tf.random.stateless_uniform([examples, table_width(cfg)], tf.cast(seed, tf.int64))
+
+
+def noise_bank(seed, tails: int, cfg: AugmentConfig, sample_rate: int = SAMPLE_RATE) -> tf.Tensor:
+    """Gaussian noise [tails * impulse response length] the reverb tails are cut from (at a random start each);
+    empty when reverb is off."""
+    tails = tails if cfg.reverb_prob > 0 else 0
+    return tf.random.stateless_normal([tails * ir_samples(cfg.reverb_rt60_s, sample_rate)], tf.cast(seed, tf.int64))
+
+
+@dataclasses.dataclass(frozen=True)
+class Background:
+    """Background rows [rows, cols] (pipeline.background_rows) as a tensor or variable, with its static shape."""
+    table: Any
+    rows: int
+    cols: int
+
+    @classmethod
+    def of(cls, rows) -> "Background":
+        rows = tf.convert_to_tensor(rows, tf.float32)
+        return cls(rows, *rows.shape)
+
+    def crops(self, u_row: tf.Tensor, u_start: tf.Tensor, length: int) -> tf.Tensor:
+        """[B, length] crops, each inside one row, chosen by two uniforms [B]."""
+        rows = tf.gather(self.table, _index(u_row, self.rows))
+        return windows(rows, _index(u_start, self.cols - length + 1), length)
+
+
+def windows(x: tf.Tensor, start: tf.Tensor, length: int) -> tf.Tensor:
+    """[B, length]: x[b, start_b : start_b + length] (zeros where that is outside x). One image-glimpse op: a
+    gather of the same samples costs 3-4 times as much (measured on batches of 100 clips)."""
+    offsets = tf.stack([tf.zeros_like(start), start], axis=1)
+    glimpses = tf.raw_ops.ExtractGlimpseV2(input=x[:, None, :, None], size=[1, length],
+                                           offsets=tf.cast(offsets, tf.float32), centered=False, normalized=False,
+                                           uniform_noise=False, noise="zero")
+    return glimpses[:, 0, :, 0]
+
+
+def _column(u: tf.Tensor, name: str) -> tf.Tensor:
+    return u[:, _COLUMN[name]]
+
+
+def _between(u: tf.Tensor, low_high: tuple[float, float]) -> tf.Tensor:
+    """Uniform in [low, high) from uniforms in [0, 1), as tf.random.stateless_uniform(minval, maxval) maps them."""
+    low, high = low_high
+    return low + u * (high - low)
+
+
+def _index(u: tf.Tensor, count, dtype=tf.int32) -> tf.Tensor:
+    """Uniform integers in [0, count) from uniforms in [0, 1); count may be a tensor."""
+    count = tf.cast(count, dtype)
+    return tf.minimum(tf.cast(tf.floor(u * tf.cast(count, tf.float32)), dtype), count - 1)
+
+
+def _from_db(value_db: tf.Tensor, per_decade: float = 20.0) -> tf.Tensor:
+    return tf.pow(10.0, value_db / per_decade)
 
 
 def _rms(x: tf.Tensor) -> tf.Tensor:
-    return tf.sqrt(tf.reduce_mean(tf.square(x)))
+    return tf.sqrt(tf.reduce_mean(tf.square(x), axis=-1, keepdims=True))
 
 
-def time_shift(x: tf.Tensor, seed, max_samples: int) -> tf.Tensor:
-    """out[t] = x[t - s] for a random s in [-max, max]; samples shifted in are zeros."""
-    if max_samples <= 0:
+def _sometimes(x: tf.Tensor, u: tf.Tensor, prob: float, column: str, op) -> tf.Tensor:
+    """op(rows, their uniforms) in place of the rows of x whose `column` draw is below `prob`; op runs on those rows
+    only, so a skipped op costs nothing."""
+    if prob <= 0:
         return x
-    s = _randint(seed, -max_samples, max_samples)
-    padded = tf.pad(x, [[max_samples, max_samples]])
-    return tf.slice(padded, [max_samples - s], tf.shape(x))
+    if prob >= 1:
+        return op(x, u)
+    return _on_rows(x, u, _column(u, column) < prob, op)
 
 
-def random_gain(x: tf.Tensor, seed, gain_db: tuple[float, float]) -> tf.Tensor:
-    return x * tf.pow(10.0, _uniform(seed, *gain_db) / 20.0)
+def _on_rows(x: tf.Tensor, u: tf.Tensor, chosen: tf.Tensor, op) -> tf.Tensor:
+    which = tf.where(chosen)  # [R, 1]
+    return tf.tensor_scatter_nd_update(x, which, op(tf.gather_nd(x, which), tf.gather_nd(u, which)))
 
 
-def background_crop(seed, background: tf.Tensor, length: int) -> tf.Tensor:
-    """A random `length`-sample crop of a random row of background[rows, cols] (cols >= length)."""
-    # Static shape: tf.shape() of a tf.Variable reads (copies) the whole variable, once per example.
-    rows, cols = background.shape
-    row = _randint(fold_in(seed, 0), 0, rows - 1)
-    start = _randint(fold_in(seed, 1), 0, cols - length)
-    return tf.slice(tf.gather(background, row), [start], [length])
+def random_gain(x: tf.Tensor, u: tf.Tensor, gain_db: tuple[float, float]) -> tf.Tensor:
+    return x * _from_db(_between(_column(u, "gain"), gain_db))[:, None]
 
 
-def mix_background(x: tf.Tensor, seed, background: tf.Tensor, prob: float,
+def mix_background(x: tf.Tensor, u: tf.Tensor, background: Background, prob: float,
                    snr_db: tuple[float, float]) -> tf.Tensor:
-    """Adds a background crop scaled to a random SNR relative to the clip (so quiet clips get quiet noise)."""
-    def mix():
-        noise = background_crop(fold_in(seed, 0), background, x.shape[0])
-        snr = _uniform(fold_in(seed, 1), *snr_db)
-        return x + noise * _rms(x) / (_rms(noise) * tf.pow(10.0, snr / 20.0) + 1e-9)
-
-    return _maybe(fold_in(seed, 2), prob, mix, x)
-
-
-def fill_silence(x: tf.Tensor, seed, background: tf.Tensor, dbfs: tuple[float, float]) -> tf.Tensor:
-    """An all-zero clip (a silence example) becomes a background crop at a random RMS level in dBFS."""
-    def noise():
-        crop = background_crop(fold_in(seed, 0), background, x.shape[0])
-        return crop * tf.pow(10.0, _uniform(fold_in(seed, 1), *dbfs) / 20.0) / (_rms(crop) + 1e-9)
-
-    return tf.cond(tf.reduce_max(tf.abs(x)) > 0, lambda: x, noise)
+    """Adds, with probability `prob`, a background crop scaled to a random SNR relative to the clip (so quiet clips
+    get quiet noise). Most clips get noise, so every row gets a crop and the others a weight of zero (x + 0 is x):
+    cheaper than cutting the chosen rows out and back."""
+    if prob <= 0:
+        return x
+    noise = background.crops(_column(u, "noise_row"), _column(u, "noise_start"), x.shape[1])
+    snr = _between(_column(u, "snr"), snr_db)[:, None]
+    weight = _rms(x) / (_rms(noise) * _from_db(snr) + 1e-9)
+    return x + noise * tf.where(_column(u, "noise_on")[:, None] < prob, weight, 0.0)
 
 
-def speed_perturb(x: tf.Tensor, seed, prob: float, factor_range: tuple[float, float]) -> tf.Tensor:
+def fill_silence(x: tf.Tensor, u: tf.Tensor, background: Background, dbfs: tuple[float, float]) -> tf.Tensor:
+    """All-zero clips (silence examples) become background crops at a random RMS level in dBFS."""
+    def noise(x, u):
+        crop = background.crops(_column(u, "silence_row"), _column(u, "silence_start"), x.shape[1])
+        return crop * _from_db(_between(_column(u, "silence_level"), dbfs))[:, None] / (_rms(crop) + 1e-9)
+
+    return _on_rows(x, u, tf.reduce_max(tf.abs(x), axis=1) == 0, noise)
+
+
+def speed_perturb(x: tf.Tensor, u: tf.Tensor, prob: float, factor_range: tuple[float, float]) -> tf.Tensor:
     """Resamples by a random factor about the clip centre (factor > 1 is faster and higher), linear
     interpolation, zeros outside the source; the length is unchanged."""
-    def resample():
-        n = x.shape[0]
+    def resample(x, u):
+        # crop_and_resize samples row b at x1 (n - 1) + t (x2 - x1), t = 0..n-1 (bilinear; zero outside): with
+        # x2 - x1 = factor that is centre + (t - centre) factor. Its float rounding moves a sample by ~1e-3 of a
+        # sample at most; a gather doing the same is 1.6 times as slow.
+        n = x.shape[1]
+        factor = _between(_column(u, "speed"), factor_range)
         centre = (n - 1) / 2.0
-        pos = centre + (tf.range(n, dtype=tf.float32) - centre) * _uniform(fold_in(seed, 0), *factor_range)
-        lo = tf.floor(pos)
-        frac = pos - lo
-        lo = tf.cast(lo, tf.int32)
-        out = tf.gather(x, tf.clip_by_value(lo, 0, n - 1)) * (1.0 - frac) \
-            + tf.gather(x, tf.clip_by_value(lo + 1, 0, n - 1)) * frac
-        return tf.where((pos >= 0) & (pos <= n - 1), out, 0.0)
+        x1 = centre * (1.0 - factor) / (n - 1)
+        zero = tf.zeros_like(x1)
+        boxes = tf.stack([zero, x1, zero, x1 + factor], axis=1)
+        out = tf.image.crop_and_resize(x[:, None, :, None], boxes, tf.range(tf.shape(x)[0]), [1, n],
+                                       extrapolation_value=0.0)
+        return out[:, 0, :, 0]
 
-    return _maybe(fold_in(seed, 1), prob, resample, x)
+    return _sometimes(x, u, prob, "speed_on", resample)
+
+
+def time_shift(x: tf.Tensor, u: tf.Tensor, max_samples: int) -> tf.Tensor:
+    """out[b, t] = x[b, t - s] for a random s in [-max, max]; samples shifted in are zeros."""
+    if max_samples <= 0:
+        return x
+    shift = _index(_column(u, "shift"), 2 * max_samples + 1) - max_samples
+    return windows(x, -shift, x.shape[1])
 
 
 def _fft_size(n: int) -> int:
@@ -155,80 +227,97 @@ def _fft_size(n: int) -> int:
     return min(m << max(0, (-(-n // m) - 1).bit_length()) for m in (1, 3, 5))
 
 
-def reverb(x: tf.Tensor, seed, prob: float, rt60_s: tuple[float, float], drr_db: tuple[float, float],
-           sample_rate: int = SAMPLE_RATE) -> tf.Tensor:
+def _rfft(x: tf.Tensor, length: int) -> tf.Tensor:
+    """rfft of rows zero-padded to `length` (padded here: tf.signal.rfft's own padding fails on an empty batch)."""
+    return tf.signal.rfft(tf.pad(x, [[0, 0], [0, length - x.shape[1]]]))
+
+
+def reverb(x: tf.Tensor, u: tf.Tensor, bank: tf.Tensor, prob: float, rt60_s: tuple[float, float],
+           drr_db: tuple[float, float], sample_rate: int = SAMPLE_RATE) -> tf.Tensor:
     """Convolves with a synthetic room response: a unit direct path plus exponentially decaying Gaussian
-    noise (60 dB down after rt60), scaled to a random direct-to-reverberant ratio; keeps the clip's RMS."""
-    def convolve():
-        n, ir_len = x.shape[0], max(2, int(rt60_s[1] * sample_rate))
+    noise (a crop of `bank`, 60 dB down after rt60), scaled to a random direct-to-reverberant ratio; keeps each
+    clip's RMS."""
+    ir_len = ir_samples(rt60_s, sample_rate)
+
+    def convolve(x, u):
+        n = x.shape[1]
+        start = _index(_column(u, "tail_start"), bank.shape[0] - ir_len + 1)
+        noise = tf.gather(bank, start[:, None] + tf.range(ir_len))
         t = tf.range(ir_len, dtype=tf.float32) / sample_rate
-        rt60 = _uniform(fold_in(seed, 0), *rt60_s)
-        tail = tf.random.stateless_normal([ir_len], fold_in(seed, 1)) * tf.exp(-6.9078 * t / rt60)
-        tail = tail * tf.cast(tf.range(ir_len) > 0, tf.float32)
-        drr = _uniform(fold_in(seed, 2), *drr_db)
-        tail = tail / tf.sqrt(tf.reduce_sum(tf.square(tail)) * tf.pow(10.0, drr / 10.0))
+        rt60 = _between(_column(u, "rt60"), rt60_s)[:, None]
+        tail = noise * tf.exp(-6.9078 * t / rt60) * tf.cast(tf.range(ir_len) > 0, tf.float32)
+        drr = _between(_column(u, "drr"), drr_db)[:, None]
+        tail = tail / tf.sqrt(tf.reduce_sum(tf.square(tail), axis=1, keepdims=True) * _from_db(drr, 10.0))
         ir = tail + tf.one_hot(0, ir_len)
         fft_len = _fft_size(n + ir_len - 1)  # linear, not circular, convolution
-        out = tf.signal.irfft(tf.signal.rfft(x, [fft_len]) * tf.signal.rfft(ir, [fft_len]), [fft_len])[:n]
+        out = tf.signal.irfft(_rfft(x, fft_len) * _rfft(ir, fft_len))[:, :n]
         return out * _rms(x) / (_rms(out) + 1e-9)
 
-    return _maybe(fold_in(seed, 3), prob, convolve, x)
+    return _sometimes(x, u, prob, "reverb_on", convolve)
 
 
-def lowpass(x: tf.Tensor, seed, prob: float, cutoff_hz: tuple[float, float], sample_rate: int = SAMPLE_RATE,
-            transition_hz: float = 250.0) -> tf.Tensor:
+def lowpass(x: tf.Tensor, u: tf.Tensor, prob: float, cutoff_hz: tuple[float, float],
+            sample_rate: int = SAMPLE_RATE, transition_hz: float = 250.0) -> tf.Tensor:
     """Zeroes the spectrum above a random cutoff with a raised-cosine edge (a sharp edge would ring);
     the edge's equivalent filter is ~2/transition_hz long, and zero padding by twice that keeps it from
     wrapping around the clip."""
-    def filt():
-        n = x.shape[0]
+    def filt(x, u):
+        n = x.shape[1]
         fft_len = _fft_size(n + int(4 * sample_rate / transition_hz))
-        cutoff = _uniform(fold_in(seed, 0), *cutoff_hz)
-        freqs = tf.linspace(0.0, sample_rate / 2.0, fft_len // 2 + 1)
+        cutoff = _between(_column(u, "cutoff"), cutoff_hz)[:, None]
+        freqs = tf.linspace(0.0, sample_rate / 2.0, fft_len // 2 + 1)[None]
         ramp = tf.clip_by_value((cutoff + transition_hz / 2 - freqs) / transition_hz, 0.0, 1.0)
         gain = tf.cast(0.5 - 0.5 * tf.cos(math.pi * ramp), tf.complex64)
-        return tf.signal.irfft(tf.signal.rfft(x, [fft_len]) * gain, [fft_len])[:n]
+        return tf.signal.irfft(_rfft(x, fft_len) * gain)[:, :n]
 
-    return _maybe(fold_in(seed, 1), prob, filt, x)
+    return _sometimes(x, u, prob, "lowpass_on", filt)
 
 
-def spec_mask(frames: int, bins: int, seed, time_masks: int, time_width: int, freq_masks: int,
-              freq_width: int) -> tf.Tensor:
-    """bool [frames, bins], True where SpecAugment masks: bands of random width 0..max at random places."""
-    def bands(dim: int, count: int, width: int, band_seed) -> tf.Tensor:
+def spec_mask(frames: int, bins: int, u: tf.Tensor, cfg: AugmentConfig) -> tf.Tensor:
+    """bool [B, frames, bins], True where SpecAugment masks: bands of random width 0..max at random places."""
+    def bands(dim: int, count: int, width: int, first: int) -> tf.Tensor:
         if count == 0 or width == 0:
-            return tf.zeros([dim], tf.bool)
+            return tf.zeros([tf.shape(u)[0], dim], tf.bool)
         width = min(width, dim)
-        w = tf.random.stateless_uniform([count], fold_in(band_seed, 0), 0, width + 1, dtype=tf.int32)
-        u = tf.random.stateless_uniform([count], fold_in(band_seed, 1))
-        start = tf.cast(tf.floor(u * tf.cast(dim - w + 1, tf.float32)), tf.int32)
-        idx = tf.range(dim)[:, None]
-        return tf.reduce_any((idx >= start) & (idx < start + w), axis=1)
+        w = _index(u[:, first:first + count], width + 1)  # [B, count]
+        start = tf.cast(tf.floor(u[:, first + count:first + 2 * count] * tf.cast(dim - w + 1, tf.float32)), tf.int32)
+        idx = tf.range(dim)[None, :, None]
+        return tf.reduce_any((idx >= start[:, None]) & (idx < (start + w)[:, None]), axis=2)
 
-    in_time = bands(frames, time_masks, time_width, fold_in(seed, 0))
-    in_freq = bands(bins, freq_masks, freq_width, fold_in(seed, 1))
-    return in_time[:, None] | in_freq[None, :]
-
-
-def spec_augment(features: tf.Tensor, seed, cfg: AugmentConfig) -> tf.Tensor:
-    """Masks features[frames, bins] with the example's mean (a zero would be a loud value in log-mel)."""
-    frames, bins = features.shape
-    mask = spec_mask(frames, bins, seed, cfg.time_masks, cfg.time_mask_frames, cfg.freq_masks, cfg.freq_mask_bins)
-    return tf.where(mask, tf.reduce_mean(features), features)
+    first_time, first_freq = len(COLUMNS), len(COLUMNS) + 2 * cfg.time_masks
+    in_time = bands(frames, cfg.time_masks, cfg.time_mask_frames, first_time)
+    in_freq = bands(bins, cfg.freq_masks, cfg.freq_mask_bins, first_freq)
+    return in_time[:, :, None] | in_freq[:, None, :]
 
 
-def augment_waveform(x: tf.Tensor, seed, cfg: AugmentConfig, background: tf.Tensor | None = None,
-                     sample_rate: int = SAMPLE_RATE) -> tf.Tensor:
-    """All waveform ops on one clip [samples]. The low-pass comes after the noise because narrowband
-    recordings have no noise above the cutoff either; the gain comes last."""
-    x = speed_perturb(x, fold_in(seed, 1), cfg.speed_prob, cfg.speed_range)
-    x = time_shift(x, fold_in(seed, 2), int(round(cfg.time_shift_ms * sample_rate / 1000)))
-    x = reverb(x, fold_in(seed, 3), cfg.reverb_prob, cfg.reverb_rt60_s, cfg.reverb_drr_db, sample_rate)
+def spec_augment(features: tf.Tensor, u: tf.Tensor, cfg: AugmentConfig) -> tf.Tensor:
+    """Masks features [B, frames, bins] with each example's mean (a zero would be a loud value in log-mel)."""
+    _, frames, bins = features.shape
+    mask = spec_mask(frames, bins, u, cfg)
+    return tf.where(mask, tf.reduce_mean(features, axis=[1, 2], keepdims=True), features)
+
+
+def augment_batch(x: tf.Tensor, u: tf.Tensor, cfg: AugmentConfig, bank: tf.Tensor,
+                  background: Background | None = None, sample_rate: int = SAMPLE_RATE) -> tf.Tensor:
+    """All waveform ops on clips [B, samples] with their uniforms u [B, table_width(cfg)]. The low-pass comes after
+    the noise because narrowband recordings have no noise above the cutoff either; the gain comes last."""
+    x = speed_perturb(x, u, cfg.speed_prob, cfg.speed_range)
+    x = time_shift(x, u, int(round(cfg.time_shift_ms * sample_rate / 1000)))
+    x = reverb(x, u, bank, cfg.reverb_prob, cfg.reverb_rt60_s, cfg.reverb_drr_db, sample_rate)
     if background is not None:
-        x = mix_background(x, fold_in(seed, 4), background, cfg.background_prob, cfg.background_snr_db)
-    x = lowpass(x, fold_in(seed, 5), cfg.lowpass_prob, cfg.lowpass_hz, sample_rate)
-    return random_gain(x, fold_in(seed, 6), cfg.gain_db)
+        x = mix_background(x, u, background, cfg.background_prob, cfg.background_snr_db)
+    x = lowpass(x, u, cfg.lowpass_prob, cfg.lowpass_hz, sample_rate)
+    return random_gain(x, u, cfg.gain_db)
 
+
+def augment_waveform(x: tf.Tensor, seed, cfg: AugmentConfig, background=None,
+                     sample_rate: int = SAMPLE_RATE) -> tf.Tensor:
+    """One clip [samples] augmented with draws of its own from `seed` (int [2]): augment_batch on a batch of one.
+    background: background rows [rows, cols] or None."""
+    seed = tf.cast(seed, tf.int64)
+    u, bank = draw_uniforms(fold_in(seed, 0), 1, cfg), noise_bank(fold_in(seed, 1), 1, cfg, sample_rate)
+    background = Background.of(background) if background is not None else None
+    return augment_batch(x[None], u, cfg, bank, background, sample_rate)[0]
 
 def mixup(features: tf.Tensor, labels: tf.Tensor, seed, alpha: float, num_classes: int):
     """(features, soft labels [B, num_classes]) of one batch: each example mixed with the example at the mirrored

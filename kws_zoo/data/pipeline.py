@@ -23,7 +23,8 @@ from kws_zoo.core.errors import AudioError, BadFilesError
 from kws_zoo.core.files import atomic_path, atomic_write_text
 from kws_zoo.data import audio, speech_embedding
 from kws_zoo.data.audio import SAMPLE_RATE
-from kws_zoo.data.augment import AugmentConfig, augment_waveform, fill_silence, fold_in, mixup, spec_augment
+from kws_zoo.data.augment import (AugmentConfig, Background, augment_batch, draw_uniforms, fill_silence, fold_in,
+                                  mixup, noise_bank, spec_augment, table_width)
 from kws_zoo.data.base import Example
 from kws_zoo.data.frontends import FrontendConfig, make_frontend
 
@@ -131,19 +132,32 @@ def background_rows(clips: Sequence[np.ndarray], clip_samples: int = 16000) -> n
     return np.stack(rows).astype(np.float32) if rows else None
 
 
-# Large arrays captured as constants get copied into the dataset graph on every iterator (seconds per
-# gigabyte); a variable is passed by handle. One variable per live array, dropped with the array.
-_RESIDENT: dict[int, tuple[weakref.ref, tf.Variable]] = {}
+# Arrays live in TensorFlow once per array object (a variable is passed by handle, while a large captured constant
+# is copied into every iterator's graph, seconds per gigabyte), and so do the traced batch functions that read them
+# (tracing one per epoch cost 0.5 s of a 3 s epoch). An entry goes when one of its arrays does.
+_KEPT: dict[tuple, tuple[list, object]] = {}
+# Reverb tails per noise bank: two clips' tails share (shifted) samples with probability about 2 / BANK_TAILS.
+BANK_TAILS = 128
+# Batches in flight and ready. Fixed, not tf.data.AUTOTUNE: autotuning ramps up too slowly for epochs of 50
+# batches (the quickstart recipe's input alone, median of 8 epochs: 1,781 clips/s autotuned, 2,991-3,323 with 2-4
+# fixed); two per core hide a stalled one; eight bound the memory (a batch in flight holds ~60 MB of waveforms).
+PARALLEL_BATCHES = min(8, 2 * (os.cpu_count() or 1))
+PREFETCH_BATCHES = 16
+
+
+def _kept(arrays: Sequence[np.ndarray], settings: tuple, make):
+    """make() once per live `arrays` (by identity) and hashable `settings`."""
+    key = (tuple(id(a) for a in arrays), settings)
+    hit = _KEPT.get(key)
+    if hit is not None and all(ref() is a for ref, a in zip(hit[0], arrays)):
+        return hit[1]
+    value = make()
+    _KEPT[key] = ([weakref.ref(a, lambda _, k=key: _KEPT.pop(k, None)) for a in arrays], value)
+    return value
 
 
 def _resident(array: np.ndarray) -> tf.Variable:
-    key = id(array)
-    hit = _RESIDENT.get(key)
-    if hit is not None and hit[0]() is array:
-        return hit[1]
-    var = tf.Variable(array, trainable=False)
-    _RESIDENT[key] = (weakref.ref(array, lambda _, k=key: _RESIDENT.pop(k, None)), var)
-    return var
+    return _kept([array], ("variable",), lambda: tf.Variable(array, trainable=False))
 
 
 def make_dataset(waveforms: np.ndarray, labels: np.ndarray, *, frontend_cfg: FrontendConfig, batch_size: int,
@@ -165,31 +179,23 @@ def make_dataset(waveforms: np.ndarray, labels: np.ndarray, *, frontend_cfg: Fro
     labels = np.asarray(labels, np.int32)
     if np.ndim(waveforms) != 2 or len(labels) != len(waveforms):
         raise ValueError(f"need waveforms [N, samples] and N labels, got {np.shape(waveforms)} and {labels.shape}")
-    frontend = make_frontend(frontend_cfg)
-    spec_ok = augment is not None and frontend_cfg.kind != "raw"
-    clip_at = _clip_maker(waveforms, background, augment, seed, epoch, frontend_cfg.sample_rate)
-    label_t = tf.constant(labels)
-
-    def example(i):
-        x, s = clip_at(i)
-        feats = frontend(x[None])[0]
-        if spec_ok:
-            feats = spec_augment(feats, fold_in(s, 2), augment)
-        return feats, tf.gather(label_t, i)
-
+    features = _feature_function(waveforms, background, augment, seed, frontend_cfg)
     order = np.random.default_rng([seed, epoch]).permutation(len(labels)) if training else np.arange(len(labels))
     if shard is not None:
         order = pipeline_share(order, batch_size, *shard)
         batch_size = replica_batch or batch_size // shard[1]
-    ds = tf.data.Dataset.from_tensor_slices(order.astype(np.int64))
-    ds = ds.map(example, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).batch(batch_size)
+    uniforms = tf.gather(_epoch_uniforms(len(labels), augment, seed, epoch), order)
+    ds = tf.data.Dataset.from_tensor_slices((order.astype(np.int64), labels[order], uniforms))
+    # Whole batches through each op (augment.py): the per-op cost is paid per batch, not per clip.
+    ds = ds.batch(batch_size).map(lambda i, y, u: (features(i, u), y), num_parallel_calls=PARALLEL_BATCHES,
+                                  deterministic=True)
     if training and augment is not None and augment.mixup_alpha > 0:
         if num_classes is None:
             raise ValueError("mixup needs num_classes")
         mix_seed, alpha = fold_in(tf.constant([seed, epoch], tf.int64), -1), augment.mixup_alpha
         ds = ds.enumerate().map(lambda k, batch: mixup(*batch, fold_in(mix_seed, k), alpha, num_classes),
                                 num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    return ds.prefetch(tf.data.AUTOTUNE)
+    return ds.prefetch(PREFETCH_BATCHES)
 
 
 def pipeline_share(order: np.ndarray, batch_size: int, pipeline: int, pipelines: int) -> np.ndarray:
@@ -216,30 +222,61 @@ def global_batches(examples: int, batch_size: int, pipelines: int = 1) -> int:
     return examples // batch_size + (1 if rest >= pipelines else 0)
 
 
-def _clip_maker(waveforms: np.ndarray, background: np.ndarray | None, augment: AugmentConfig | None, seed: int,
-                epoch: int, sample_rate: int):
-    """i -> (clip i as make_dataset's frontend receives it, its seed): silence filled with background noise, then
-    augmented when `augment` is given."""
+def _epoch_uniforms(examples: int, augment: AugmentConfig | None, seed: int, epoch: int) -> tf.Tensor:
+    """Every example's random draws for the epoch (augment.draw_uniforms), rows by example index."""
+    return draw_uniforms(fold_in(tf.constant([seed, epoch], tf.int64), 0), examples, augment or AugmentConfig())
+
+
+def _clip_function(waveforms: np.ndarray, background: np.ndarray | None, augment: AugmentConfig | None, seed: int,
+                   sample_rate: int):
+    """A tf.function (indices [B], their uniforms [B, K]) -> those clips [B, samples] as make_dataset's frontend
+    receives them: silence filled with background noise, then augmented when `augment` is given."""
     waveforms = np.asarray(waveforms, np.float32)
     clip = waveforms.shape[1]
     if background is not None:
         background = np.asarray(background, np.float32)
         if background.ndim != 2 or background.shape[1] < clip:
             raise ValueError(f"background must be [rows, >= {clip}] (see load_background), got {background.shape}")
-    silence_dbfs = (augment or AugmentConfig()).silence_dbfs
-    wave_var = _resident(waveforms)
-    bg_var = _resident(background) if background is not None and len(background) else None
-    base_seed = tf.constant([seed, epoch], tf.int64)
+        if not len(background):
+            background = None
+    cfg = augment or AugmentConfig()
 
-    def clip_at(i):
-        s = fold_in(base_seed, i)
-        x = tf.ensure_shape(tf.gather(wave_var, i), [clip])
-        if bg_var is not None:
-            x = fill_silence(x, fold_in(s, 0), bg_var, silence_dbfs)
-        if augment is not None:
-            x = augment_waveform(x, fold_in(s, 1), augment, bg_var, sample_rate)
-        return x, s
-    return clip_at
+    def make():
+        wave_var = _resident(waveforms)
+        bg = None if background is None else Background(_resident(background), *background.shape)
+        bank = noise_bank(fold_in(tf.constant([seed, 0], tf.int64), 1), min(len(waveforms), BANK_TAILS), cfg,
+                          sample_rate)
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.int64),
+                                      tf.TensorSpec([None, table_width(cfg)], tf.float32)])
+        def clips(indices, u):
+            x = tf.ensure_shape(tf.gather(wave_var, indices), [None, clip])
+            if bg is not None:
+                x = fill_silence(x, u, bg, cfg.silence_dbfs)
+            if augment is not None:
+                x = augment_batch(x, u, augment, bank, bg, sample_rate)
+            return x
+        return clips
+    arrays = [waveforms] if background is None else [waveforms, background]
+    return _kept(arrays, ("clips", augment, seed, sample_rate), make), arrays
+
+
+def _feature_function(waveforms: np.ndarray, background: np.ndarray | None, augment: AugmentConfig | None,
+                      seed: int, frontend_cfg: FrontendConfig):
+    """_clip_function's clips through the frontend, then SpecAugment when augmenting: (indices, uniforms) ->
+    features [B, ...]."""
+    clips, arrays = _clip_function(waveforms, background, augment, seed, frontend_cfg.sample_rate)
+
+    def make():
+        frontend = make_frontend(frontend_cfg)
+        spec_ok = augment is not None and frontend_cfg.kind != "raw"
+
+        @tf.function(input_signature=clips.input_signature)
+        def features(indices, u):
+            feats = frontend(clips(indices, u))
+            return spec_augment(feats, u, augment) if spec_ok else feats
+        return features
+    return _kept(arrays, ("features", augment, seed, frontend_cfg), make)
 
 
 def prepared_waveforms(waveforms: np.ndarray, *, background: np.ndarray | None = None,
@@ -247,9 +284,10 @@ def prepared_waveforms(waveforms: np.ndarray, *, background: np.ndarray | None =
                        sample_rate: int = SAMPLE_RATE, batch_size: int = 256) -> np.ndarray:
     """The clips [N, samples] exactly as make_dataset hands them to its frontend (same seeds), in order, as numpy:
     for a frontend that runs outside TensorFlow (speech_embedding)."""
-    clip_at = _clip_maker(waveforms, background, augment, seed, epoch, sample_rate)
-    ds = tf.data.Dataset.range(len(waveforms)).map(lambda i: clip_at(i)[0], num_parallel_calls=tf.data.AUTOTUNE,
-                                                   deterministic=True).batch(batch_size)
+    clips, _ = _clip_function(waveforms, background, augment, seed, sample_rate)
+    uniforms = _epoch_uniforms(len(waveforms), augment, seed, epoch)
+    ds = tf.data.Dataset.from_tensor_slices((np.arange(len(waveforms)), uniforms)).batch(batch_size)
+    ds = ds.map(clips, num_parallel_calls=PARALLEL_BATCHES, deterministic=True)
     parts = [x.numpy() for x in ds]
     return np.concatenate(parts) if parts else np.zeros(np.shape(waveforms), np.float32)
 

@@ -37,21 +37,29 @@ def _input_alone(recipe: Recipe, data, epoch: int, progress: bool) -> tuple[floa
     return clips / (time.perf_counter() - start), batches
 
 
-def _model_alone(model: keras.Model, recipe: Recipe, data, batches: list) -> tuple[float, float]:
+def _model_alone(model: keras.Model, recipe: Recipe, data, batches: list, epoch: int) -> tuple[float, float]:
     """clips/s of training on batches already in memory: (an epoch as `train` runs it, with its per-epoch retrace
     and fit set-up; the steps alone, already traced)."""
+    cached = _in_memory(batches)
+    start = time.perf_counter()
+    fit_epoch(model, recipe, data, epoch, dataset=cached)
+    epoch_rate = _clips(batches) / (time.perf_counter() - start)
+    start = time.perf_counter()
+    model.fit(cached, verbose=0)  # the step traced by the epoch above: steps alone
+    return epoch_rate, _clips(batches) / (time.perf_counter() - start)
+
+
+def _in_memory(batches: list) -> tf.data.Dataset:
     feats = np.concatenate([x for x, _ in batches])
     labels = np.concatenate([y for _, y in batches])
     cached = tf.data.Dataset.from_tensor_slices((feats, labels)).batch(len(batches[0][0])).cache()
     for _ in cached:  # fills the cache: the timed passes read memory only
         pass
-    fit_epoch(model, recipe, data, 5, dataset=cached.take(WARMUP_BATCHES))  # warm-up
-    start = time.perf_counter()
-    fit_epoch(model, recipe, data, 6, dataset=cached)
-    epoch_rate = len(labels) / (time.perf_counter() - start)
-    start = time.perf_counter()
-    model.fit(cached, verbose=0)  # the step traced by the epoch above: steps alone
-    return epoch_rate, len(labels) / (time.perf_counter() - start)
+    return cached
+
+
+def _clips(batches: list) -> int:
+    return sum(len(y) for _, y in batches)
 
 
 # What each augmentation costs: the input alone with that op switched off (AugmentConfig fields set to disable it).
@@ -59,43 +67,62 @@ ABLATIONS = {"reverb": {"reverb_prob": 0.0}, "background": {"background_prob": 0
              "lowpass": {"lowpass_prob": 0.0}, "spec_augment": {"time_masks": 0, "freq_masks": 0}}
 
 
-def ablate_input(recipe: Recipe, *, progress: bool = True) -> dict:
-    """Input-alone clips/s with every augmentation, with each one switched off, and with none; and the
-    microseconds per clip each costs (from the difference)."""
+def ablate_input(recipe: Recipe, *, repeats: int = 3, progress: bool = True) -> dict:
+    """Input-alone clips/s (median of `repeats` epochs) with every augmentation, with each one switched off, and
+    with none; and the microseconds per clip each costs (from the difference)."""
     data = prepare_data(recipe, progress)
     variants = {"all": recipe.augment, **{f"no {k}": dataclasses.replace(recipe.augment, **v)
-                                          for k, v in ABLATIONS.items()}}
-    rates = {name: _input_alone(recipe.replace(augment=aug), data, 1, progress)[0] for name, aug in variants.items()}
-    rates["none"] = _input_alone(recipe.replace(augment=None), data, 1, progress)[0]
+                                          for k, v in ABLATIONS.items()}, "none": None}
+    runs = {name: [] for name in variants}
+    for r in range(repeats):  # interleaved, so a slow spell of the machine touches every variant alike
+        for name, aug in variants.items():
+            runs[name].append(_input_alone(recipe.replace(augment=aug), data, 1 + r, progress)[0])
+    rates = {name: float(np.median(v)) for name, v in runs.items()}
     per_clip = {k: round(1e6 / rates["all"] - 1e6 / rates[f"no {k}"], 1) for k in ABLATIONS}
-    return {"recipe": recipe.name, "input_alone_clips_per_s": {k: round(v, 1) for k, v in rates.items()},
+    return {"recipe": recipe.name, "repeats": repeats,
+            "input_alone_clips_per_s": {k: round(v, 1) for k, v in rates.items()},
             "us_per_clip": {"all": round(1e6 / rates["all"], 1), "none": round(1e6 / rates["none"], 1), **per_clip}}
 
 
-def bench_input(recipe: Recipe, *, progress: bool = True) -> dict:
-    """The three throughputs for `recipe` (its data decoded and cached as `train` does), and the ratio of end to end
-    to model alone."""
+def bench_input(recipe: Recipe, *, repeats: int = 3, progress: bool = True) -> dict:
+    """The three throughputs for `recipe` (its data decoded and cached as `train` does), each the median of
+    `repeats` epochs measured in turn (this machine's speed drifts by tens of percent from minute to minute), and
+    the ratio of end to end to model alone."""
     data = prepare_data(recipe, progress)
-    input_rate, batches = _input_alone(recipe, data, 1, progress)
+    rates = {key: [] for key in ("input_alone", "model_alone", "model_steps_alone", "end_to_end")}
+    clips = len(data.targets["train"])
+    model = None
+    for r in range(repeats):
+        rate, batches = _input_alone(recipe, data, 1 + r, progress)
+        rates["input_alone"].append(rate)
+        if model is None:
+            model = _model_for(recipe, data, batches)
+        model_rate, steps_rate = _model_alone(model, recipe, data, batches, 10 + r)
+        rates["model_alone"].append(model_rate)
+        rates["model_steps_alone"].append(steps_rate)
+        start = time.perf_counter()
+        fit_epoch(model, recipe, data, 20 + r)
+        rates["end_to_end"].append(clips / (time.perf_counter() - start))
+    start = time.perf_counter()
+    fit_epoch(model, recipe, data, 30, validation_dataset(recipe, data))
+    epoch_s = time.perf_counter() - start
+    median = {key: float(np.median(v)) for key, v in rates.items()}
+    return {"recipe": recipe.name, "train_clips": clips, "batch_size": recipe.schedule.batch_size, "repeats": repeats,
+            **{f"{key}_clips_per_s": round(median[key], 1) for key in rates},
+            "end_to_end_of_model_alone": round(median["end_to_end"] / median["model_alone"], 3),
+            "runs_clips_per_s": {key: [round(v, 1) for v in values] for key, values in rates.items()},
+            "epoch_with_validation_s": round(epoch_s, 2)}
+
+
+def _model_for(recipe: Recipe, data, batches: list) -> keras.Model:
+    """The recipe's compiled model, its feature statistics from the first batches, with its data paths warmed up
+    (the first epoch traces the datasets' functions and the steps: tracing is not throughput)."""
     feats = np.concatenate([x for x, _ in batches[:8]])
     stats = None
     if recipe.feature_norm and recipe.frontend.kind != "raw":
         flat = feats.reshape(-1, feats.shape[-1]).astype(np.float64)
         stats = flat.mean(axis=0), np.maximum(flat.var(axis=0), 1e-6)
     model, _ = compiled_model(recipe, data, stats)
-    model_rate, steps_rate = _model_alone(model, recipe, data, batches)
-    val = validation_dataset(recipe, data)
-    fit_epoch(model, recipe, data, 2, val)  # warm-up: traces the dataset's functions and the steps once
-    clips = len(data.targets["train"])
-    start = time.perf_counter()
-    fit_epoch(model, recipe, data, 3)
-    end_to_end = clips / (time.perf_counter() - start)
-    start = time.perf_counter()
-    fit_epoch(model, recipe, data, 4, val)
-    epoch_s = time.perf_counter() - start
-    return {"recipe": recipe.name, "train_clips": clips, "batch_size": recipe.schedule.batch_size,
-            "input_alone_clips_per_s": round(input_rate, 1), "model_alone_clips_per_s": round(model_rate, 1),
-            "model_steps_alone_clips_per_s": round(steps_rate, 1),
-            "end_to_end_clips_per_s": round(end_to_end, 1),
-            "end_to_end_of_model_alone": round(end_to_end / model_rate, 3),
-            "epoch_with_validation_s": round(epoch_s, 2)}
+    fit_epoch(model, recipe, data, 5, dataset=_in_memory(batches[:WARMUP_BATCHES]))
+    fit_epoch(model, recipe, data, 6, validation_dataset(recipe, data))
+    return model
