@@ -160,7 +160,7 @@ def test_statistics_background_silence_reverb_and_lowpass():
     np.testing.assert_allclose(rms(reverbed[wet]), rms(speech[wet]), rtol=1e-4)  # level kept
 
     impulse = np.zeros((ROWS, N), np.float32)
-    impulse[:, N // 2] = 1.0  # the filter's whole (zero-phase, ~8 ms) response fits in the clip: its spectrum is the gain
+    impulse[:, N // 2] = 1.0  # the whole (zero-phase, ~8 ms) response fits in the clip: its spectrum is the gain
     response = _run(_alone(lowpass_prob=0.3, lowpass_hz=(3400.0, 7000.0)), impulse)
     filtered = np.abs(response - impulse).max(axis=1) > 1e-4
     gain = np.abs(np.fft.rfft(response[filtered], axis=1))

@@ -18,6 +18,7 @@ from kws_zoo import hub
 from kws_zoo.core.errors import ConfigError, DownloadError, ModelError
 from kws_zoo.device.firmware import read_model_data
 from kws_zoo.hub import registry as hub_registry
+from kws_zoo.cli import main
 from kws_zoo.workflows.release import check_name, release_run
 
 from helpers import cli_env, run_cli, tone_clip
@@ -115,24 +116,29 @@ def test_tampered_cache_is_replaced_and_a_bad_mirror_is_refused(using, tmp_path,
     assert not os.path.exists(tmp_path / "fresh_cache" / "pretrained" / entry.file)
 
 
-def test_cli_takes_pretrained_names(released, tmp_path):
-    root, entry, env = released
-    env = cli_env(**env)
-    listing = run_cli("pretrained", "list", env=env).stdout
+def test_cli_takes_pretrained_names(using, tmp_path, capsys):
+    """One command as a real process (the entry point and its exit code); the rest through the same entry point in
+    this process, which spares a TensorFlow start-up per command."""
+    root, entry, env = using
+    listing = run_cli("pretrained", "list", env=cli_env(**env)).stdout
     assert NAME in listing and "synthetic" in listing and "arena" in listing and "MACs" in listing
-    info = json.loads(run_cli("pretrained", "info", NAME, "--json", env=env).stdout)
-    assert info["sha256"] == entry.sha256
-    folder = json.loads(run_cli("pretrained", "download", NAME, "--json", env=env).stdout)["path"]
+
+    def kws(*args) -> str:
+        main([str(a) for a in args])
+        return capsys.readouterr().out
+
+    assert json.loads(kws("pretrained", "info", NAME, "--json"))["sha256"] == entry.sha256
+    folder = json.loads(kws("pretrained", "download", NAME, "--json"))["path"]
     assert os.path.isfile(os.path.join(folder, "export", "model_int8.tflite"))
     wav = tmp_path / "tone.wav"
     import soundfile as sf
     sf.write(wav, tone_clip(entry.labels[0], np.random.default_rng(0)), 16000)
-    predicted = json.loads(run_cli("predict", NAME, wav, "--json", env=env).stdout)
-    assert predicted["label"] in entry.labels
-    run_cli("export", NAME, "--firmware", tmp_path / "fw", env=env)
+    assert json.loads(kws("predict", NAME, wav, "--json"))["label"] in entry.labels
+    kws("export", NAME, "--firmware", tmp_path / "fw")
     tflite = open(os.path.join(folder, "export", "model_int8.tflite"), "rb").read()
     assert read_model_data(tmp_path / "fw" / "model_data.cc") == tflite
-    refused = run_cli("export", NAME, env=env, check=False)
-    assert refused.returncode == 2 and "--firmware" in refused.stderr
-    unknown = run_cli("pretrained", "info", "ds_cnn.nope", env=env, check=False)
-    assert unknown.returncode == 2 and "unknown pretrained model 'ds_cnn.nope'" in unknown.stderr
+    for args, words in ((("export", NAME), "--firmware"),
+                        (("pretrained", "info", "ds_cnn.nope"), "unknown pretrained model 'ds_cnn.nope'")):
+        with pytest.raises(SystemExit) as exit_:
+            main(list(args))
+        assert exit_.value.code == 2 and words in capsys.readouterr().err
