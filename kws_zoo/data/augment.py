@@ -3,8 +3,9 @@
 Every random choice an example sees is a column of a per-example table of uniform variates, drawn for a whole
 epoch in one stateless op keyed by (seed, epoch) and gathered by example index (`draw_uniforms`); the reverb
 tails are crops of a Gaussian noise bank (`noise_bank`) at a start so drawn. So a clip's augmentation depends
-only on (seed, epoch, example index), in any process, on any worker and in any batch (a killed run resumes
-exactly), while the ops run on whole batches: per-op overhead is paid once per batch, not per clip (docs/scale.md).
+only on (seed, epoch, example index), in any process, on any worker and in any batch (up to the float rounding
+of batched kernels; a killed run rebuilds the same batches and resumes exactly), while the ops run on whole
+batches: per-op overhead is paid once per batch, not per clip (docs/scale.md).
 Columns have fixed places (SpecAugment's, whose count depends on the config, come last), so enabling or
 disabling one op never changes the random numbers another sees.
 """

@@ -81,19 +81,20 @@ def test_fill_silence_only_touches_silent_clips():
 
 
 def test_a_clip_is_augmented_alike_in_any_batch():
-    """Example i's augmentation depends on (seed, epoch, i) only: the same whether it is batched with 8 others or 3
-    (so a resumed run, or a worker feeding part of each global batch, sees the same clips)."""
+    """Example i's augmentation depends on (seed, epoch, i) only: the same clip whether batched with 8 others or 3 (so
+    a resumed run, or a worker feeding part of each global batch, sees the same clips). Batched kernels may round
+    differently by batch size (measured here: 1.5e-7 on the clips); a different draw would change them by ~0.1."""
     rng = np.random.default_rng(5)
     waves = (0.1 * rng.standard_normal((9, SR))).astype(np.float32)
     waves[4] = 0  # a silence example
     background = (0.05 * rng.standard_normal((3, 2 * SR))).astype(np.float32)
 
-    def features(batch_size):
-        ds = make_dataset(waves, np.zeros(9, np.int32), frontend_cfg=FrontendConfig(), batch_size=batch_size,
-                          training=False, augment=CFG, background=background, seed=2, epoch=3)
-        return np.concatenate([f.numpy() for f, _ in ds])
+    def clips(batch_size):
+        ds = make_dataset(waves, np.zeros(9, np.int32), frontend_cfg=FrontendConfig(kind="raw"),
+                          batch_size=batch_size, training=False, augment=CFG, background=background, seed=2, epoch=3)
+        return np.concatenate([x.numpy() for x, _ in ds])
 
-    np.testing.assert_allclose(features(3), features(9), rtol=0, atol=1e-5)
+    np.testing.assert_allclose(clips(3), clips(9), rtol=0, atol=2e-6)
 
 
 # The statistics test: many examples through each op alone, the parameter each example got read back from its
