@@ -103,14 +103,27 @@ def mel_matrix(cfg: FrontendConfig) -> np.ndarray:
 
 
 def mel_power(waveforms: tf.Tensor, cfg: FrontendConfig) -> tf.Tensor:
-    """[B, samples] -> mel power spectrogram [B, frames, mels] (no centring: frame t starts at t*hop)."""
-    stft = tf.signal.stft(waveforms, frame_length=cfg.window_samples, frame_step=cfg.hop_samples,
-                          fft_length=cfg.fft_length, window_fn=tf.signal.hann_window, pad_end=False)
+    """[B, samples] -> mel power spectrogram [B, frames, mels] (no centring: frame t starts at t*hop).
+
+    tf.signal.stft's result, computed with fewer passes over the frames (the frontend is a fifth of the training
+    input's time): frames are cut fft_length long and multiplied by the Hann window followed by zeros, which is
+    windowing and zero-padding them at once; the power is re^2 + im^2 of the spectrum seen as floats, multiplied by
+    the filterbank with each row twice (|z|^2 took a square root and a square)."""
+    waveforms = tf.convert_to_tensor(waveforms, tf.float32)
+    samples = waveforms.shape[-1]
+    frames = 1 + (samples - cfg.window_samples) // cfg.hop_samples
+    short = (frames - 1) * cfg.hop_samples + cfg.fft_length - samples
+    if short > 0:
+        waveforms = tf.pad(waveforms, [[0, 0]] * (waveforms.shape.rank - 1) + [[0, short]])
+    framed = tf.signal.frame(waveforms, cfg.fft_length, cfg.hop_samples)  # `frames` of them
+    window = tf.pad(tf.signal.hann_window(cfg.window_samples), [[0, cfg.fft_length - cfg.window_samples]])
+    spectrum = tf.bitcast(tf.signal.rfft(framed * window), tf.float32)  # [..., bins, 2]: re, im
     # Bins above the top filter have no weight (half of them when fmax is 4 kHz): leave them out of the power.
     weights = mel_matrix(cfg)
     used = int(np.flatnonzero(weights.any(axis=1)).max()) + 1
-    power = tf.math.square(tf.abs(stft[..., :used]))
-    return tf.tensordot(power, tf.constant(weights[:used]), axes=1)
+    power_parts = tf.math.square(spectrum[..., :used, :])
+    power_parts = tf.reshape(power_parts, tf.concat([tf.shape(power_parts)[:-2], [2 * used]], 0))
+    return tf.tensordot(power_parts, tf.constant(np.repeat(weights[:used], 2, axis=0)), axes=1)
 
 
 def log_mel(waveforms: tf.Tensor, cfg: FrontendConfig) -> tf.Tensor:

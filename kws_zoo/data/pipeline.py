@@ -24,7 +24,7 @@ from kws_zoo.core.files import atomic_path, atomic_write_text
 from kws_zoo.data import audio, speech_embedding
 from kws_zoo.data.audio import SAMPLE_RATE
 from kws_zoo.data.augment import (AugmentConfig, Background, augment_batch, draw_uniforms, fill_silence, fold_in,
-                                  mixup, noise_bank, spec_augment, table_width)
+                                  mixup, reverb_fft_length, room_spectra, spec_augment, table_width)
 from kws_zoo.data.base import Example
 from kws_zoo.data.frontends import FrontendConfig, make_frontend
 
@@ -136,8 +136,9 @@ def background_rows(clips: Sequence[np.ndarray], clip_samples: int = 16000) -> n
 # is copied into every iterator's graph, seconds per gigabyte), and so do the traced batch functions that read them
 # (tracing one per epoch cost 0.5 s of a 3 s epoch). An entry goes when one of its arrays does.
 _KEPT: dict[tuple, tuple[list, object]] = {}
-# Reverb tails per noise bank: two clips' tails share (shifted) samples with probability about 2 / BANK_TAILS.
-BANK_TAILS = 128
+# Rooms drawn per epoch for the reverb (augment.room_spectra), at most one per example: each room reverberates about
+# reverb_prob * examples / ROOMS clips of an epoch (6 in the quickstart recipe), and the set is new every epoch.
+ROOMS = 256
 # Batches in flight and ready. Fixed, not tf.data.AUTOTUNE: autotuning ramps up too slowly for epochs of 50
 # batches (the quickstart recipe's input alone, median of 8 epochs: 1,781 clips/s autotuned, 2,991-3,323 with 2-4
 # fixed); two per core hide a stalled one; eight bound the memory (a batch in flight holds ~60 MB of waveforms).
@@ -185,9 +186,10 @@ def make_dataset(waveforms: np.ndarray, labels: np.ndarray, *, frontend_cfg: Fro
         order = pipeline_share(order, batch_size, *shard)
         batch_size = replica_batch or batch_size // shard[1]
     uniforms = tf.gather(_epoch_uniforms(len(labels), augment, seed, epoch), order)
+    rooms = _epoch_rooms(waveforms, augment, seed, epoch, frontend_cfg.sample_rate)
     ds = tf.data.Dataset.from_tensor_slices((order.astype(np.int64), labels[order], uniforms))
     # Whole batches through each op (augment.py): the per-op cost is paid per batch, not per clip.
-    ds = ds.batch(batch_size).map(lambda i, y, u: (features(i, u), y), num_parallel_calls=PARALLEL_BATCHES,
+    ds = ds.batch(batch_size).map(lambda i, y, u: (features(i, u, rooms), y), num_parallel_calls=PARALLEL_BATCHES,
                                   deterministic=True)
     if training and augment is not None and augment.mixup_alpha > 0:
         if num_classes is None:
@@ -227,10 +229,24 @@ def _epoch_uniforms(examples: int, augment: AugmentConfig | None, seed: int, epo
     return draw_uniforms(fold_in(tf.constant([seed, epoch], tf.int64), 0), examples, augment or AugmentConfig())
 
 
+def _epoch_rooms(waveforms: np.ndarray, augment: AugmentConfig | None, seed: int, epoch: int,
+                 sample_rate: int) -> tf.Tensor:
+    """The reverb's rooms of the epoch (augment.room_spectra); no rows without reverb."""
+    cfg, clip = augment or AugmentConfig(), np.shape(waveforms)[1]
+    rooms = None
+    if augment is not None:
+        rooms = room_spectra(fold_in(tf.constant([seed, epoch], tf.int64), 1), max(1, min(len(waveforms), ROOMS)),
+                             augment, clip, sample_rate)
+    if rooms is None:
+        rooms = tf.zeros([0, reverb_fft_length(clip, cfg.reverb_rt60_s, sample_rate) // 2 + 1], tf.complex64)
+    return rooms
+
+
 def _clip_function(waveforms: np.ndarray, background: np.ndarray | None, augment: AugmentConfig | None, seed: int,
                    sample_rate: int):
-    """A tf.function (indices [B], their uniforms [B, K]) -> those clips [B, samples] as make_dataset's frontend
-    receives them: silence filled with background noise, then augmented when `augment` is given."""
+    """A tf.function (indices [B], their uniforms [B, K], the epoch's rooms) -> those clips [B, samples] as
+    make_dataset's frontend receives them: silence filled with background noise, then augmented when `augment` is
+    given."""
     waveforms = np.asarray(waveforms, np.float32)
     clip = waveforms.shape[1]
     if background is not None:
@@ -243,18 +259,18 @@ def _clip_function(waveforms: np.ndarray, background: np.ndarray | None, augment
 
     def make():
         wave_var = _resident(waveforms)
+        silent = tf.Variable(~waveforms.any(axis=1), trainable=False)  # kept alive by the function that reads it
         bg = None if background is None else Background(_resident(background), *background.shape)
-        bank = noise_bank(fold_in(tf.constant([seed, 0], tf.int64), 1), min(len(waveforms), BANK_TAILS), cfg,
-                          sample_rate)
+        rooms_shape = [None, reverb_fft_length(clip, cfg.reverb_rt60_s, sample_rate) // 2 + 1]
 
-        @tf.function(input_signature=[tf.TensorSpec([None], tf.int64),
-                                      tf.TensorSpec([None, table_width(cfg)], tf.float32)])
-        def clips(indices, u):
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.int64), tf.TensorSpec([None, table_width(cfg)]),
+                                      tf.TensorSpec(rooms_shape, tf.complex64)])
+        def clips(indices, u, rooms):
             x = tf.ensure_shape(tf.gather(wave_var, indices), [None, clip])
             if bg is not None:
-                x = fill_silence(x, u, bg, cfg.silence_dbfs)
+                x = fill_silence(x, u, bg, cfg.silence_dbfs, tf.gather(silent, indices))
             if augment is not None:
-                x = augment_batch(x, u, augment, bank, bg, sample_rate)
+                x = augment_batch(x, u, augment, rooms if augment.reverb_prob > 0 else None, bg, sample_rate)
             return x
         return clips
     arrays = [waveforms] if background is None else [waveforms, background]
@@ -263,7 +279,7 @@ def _clip_function(waveforms: np.ndarray, background: np.ndarray | None, augment
 
 def _feature_function(waveforms: np.ndarray, background: np.ndarray | None, augment: AugmentConfig | None,
                       seed: int, frontend_cfg: FrontendConfig):
-    """_clip_function's clips through the frontend, then SpecAugment when augmenting: (indices, uniforms) ->
+    """_clip_function's clips through the frontend, then SpecAugment when augmenting: (indices, uniforms, rooms) ->
     features [B, ...]."""
     clips, arrays = _clip_function(waveforms, background, augment, seed, frontend_cfg.sample_rate)
 
@@ -272,8 +288,8 @@ def _feature_function(waveforms: np.ndarray, background: np.ndarray | None, augm
         spec_ok = augment is not None and frontend_cfg.kind != "raw"
 
         @tf.function(input_signature=clips.input_signature)
-        def features(indices, u):
-            feats = frontend(clips(indices, u))
+        def features(indices, u, rooms):
+            feats = frontend(clips(indices, u, rooms))
             return spec_augment(feats, u, augment) if spec_ok else feats
         return features
     return _kept(arrays, ("features", augment, seed, frontend_cfg), make)
@@ -286,8 +302,9 @@ def prepared_waveforms(waveforms: np.ndarray, *, background: np.ndarray | None =
     for a frontend that runs outside TensorFlow (speech_embedding)."""
     clips, _ = _clip_function(waveforms, background, augment, seed, sample_rate)
     uniforms = _epoch_uniforms(len(waveforms), augment, seed, epoch)
+    rooms = _epoch_rooms(waveforms, augment, seed, epoch, sample_rate)
     ds = tf.data.Dataset.from_tensor_slices((np.arange(len(waveforms)), uniforms)).batch(batch_size)
-    ds = ds.map(clips, num_parallel_calls=PARALLEL_BATCHES, deterministic=True)
+    ds = ds.map(lambda i, u: clips(i, u, rooms), num_parallel_calls=PARALLEL_BATCHES, deterministic=True)
     parts = [x.numpy() for x in ds]
     return np.concatenate(parts) if parts else np.zeros(np.shape(waveforms), np.float32)
 

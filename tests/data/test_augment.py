@@ -16,7 +16,7 @@ CFG = AugmentConfig()
 X = (0.3 * np.sin(2 * np.pi * 1000 * np.arange(SR) / SR)
      + 0.05 * np.random.default_rng(7).standard_normal(SR)).astype(np.float32)
 BG = Background.of(0.1 * np.random.default_rng(8).standard_normal((2, 2 * SR)).astype(np.float32))
-BANK = aug.noise_bank([0, 1], 4, CFG)
+ROOMS = aug.room_spectra([0, 1], 4, CFG, SR)
 
 
 def draws(seed, rows, cfg=CFG):
@@ -28,9 +28,9 @@ OPS = {
     "gain": lambda x, u: aug.random_gain(x, u, (-12.0, 6.0)),
     "background": lambda x, u: aug.mix_background(x, u, BG, 1.0, (0.0, 20.0)),
     "speed": lambda x, u: aug.speed_perturb(x, u, 1.0, (0.85, 1.15)),
-    "reverb": lambda x, u: aug.reverb(x, u, BANK, 1.0, (0.1, 0.5), (0.0, 10.0)),
+    "reverb": lambda x, u: aug.reverb(x, u, ROOMS, 1.0),
     "lowpass": lambda x, u: aug.lowpass(x, u, 1.0, (3400.0, 7000.0)),
-    "all": lambda x, u: aug.augment_batch(x, u, CFG, BANK, BG),
+    "all": lambda x, u: aug.augment_batch(x, u, CFG, ROOMS, BG),
 }
 
 
@@ -49,7 +49,7 @@ def test_each_augmentation_changes_data_stays_finite_and_is_seeded(name):
 def test_probability_zero_is_identity():
     x, u = tf.constant(np.stack([X] * 2)), draws(4, 2)
     for out in (aug.mix_background(x, u, BG, 0.0, (0, 20)), aug.speed_perturb(x, u, 0.0, (0.9, 1.1)),
-                aug.reverb(x, u, BANK, 0.0, (0.1, 0.5), (0, 10)), aug.lowpass(x, u, 0.0, (3400, 8000)),
+                aug.reverb(x, u, ROOMS, 0.0), aug.lowpass(x, u, 0.0, (3400, 8000)),
                 aug.time_shift(x, u, 0)):
         assert np.array_equal(out.numpy(), x.numpy())
 
@@ -69,7 +69,8 @@ def test_augmentations_do_what_they_say():
     assert abs(np.argmax(np.abs(np.fft.rfft(fast[3000:13000]))) * SR / 10000 - 1100) < 5
     noisy = aug.mix_background(tf.constant(X[None]), u, BG, 1.0, (10.0, 10.0)).numpy()[0]
     assert abs(10 * np.log10(np.mean(X ** 2) / np.mean((noisy - X) ** 2)) - 10) < 0.01
-    wet = aug.reverb(tf.constant(X[None]), u, BANK, 1.0, (0.3, 0.3), (0.0, 0.0)).numpy()[0]
+    room = aug.room_spectra([0, 2], 1, AugmentConfig(reverb_rt60_s=(0.3, 0.3), reverb_drr_db=(0.0, 0.0)), SR)
+    wet = aug.reverb(tf.constant(X[None]), u, room, 1.0).numpy()[0]
     assert np.isclose(np.sqrt(np.mean(wet ** 2)), np.sqrt(np.mean(X ** 2)), rtol=1e-3)  # level kept
 
 
@@ -119,8 +120,8 @@ def _rate_fits(hits: int, prob: float, total: int = ROWS) -> bool:
 
 def _run(cfg: AugmentConfig, x: np.ndarray, background=None) -> np.ndarray:
     u = draws(11, len(x), cfg)
-    bank = aug.noise_bank([11, 1], 128, cfg)
-    return aug.augment_batch(tf.constant(x), u, cfg, bank, background).numpy()
+    rooms = aug.room_spectra([11, 1], 128, cfg, x.shape[1])
+    return aug.augment_batch(tf.constant(x), u, cfg, rooms, background).numpy()
 
 
 def test_statistics_gain_shift_and_speed():
@@ -170,6 +171,23 @@ def test_statistics_background_silence_reverb_and_lowpass():
     hz_per_bin = SR / N
     cutoff = hz_per_bin * (below - 1 + (gain[rows, below - 1] - 0.5) / (gain[rows, below - 1] - gain[rows, below]))
     assert _rate_fits(filtered.sum(), 0.3) and _uniform_fits(cutoff, 3400.0, 7000.0)
+
+
+def test_statistics_rooms():
+    """Each room's rt60 from its energy decay (Schroeder's backward integral, fitted from -5 to -25 dB) and its
+    direct-to-reverberant ratio (the direct path is the first sample) follow the configured ranges."""
+    cfg = AugmentConfig(reverb_rt60_s=(0.1, 0.5), reverb_drr_db=(0.0, 10.0))
+    length = aug.ir_samples(cfg.reverb_rt60_s)
+    rooms = aug.room_spectra([14, 0], ROWS, cfg, N)
+    full = np.fft.irfft(rooms.numpy().astype(np.complex128), axis=1)
+    ir = full[:, :length]
+    assert np.allclose(ir[:, 0], 1.0, atol=1e-5) and np.abs(full[:, length:]).max() < 1e-5  # zero padded
+    drr = 10 * np.log10(1.0 / np.sum(ir[:, 1:] ** 2, axis=1))
+    decay = 10 * np.log10(np.cumsum(ir[:, :0:-1] ** 2, axis=1)[:, ::-1])
+    decay -= decay[:, :1]
+    t5, t25 = np.argmax(decay < -5, axis=1), np.argmax(decay < -25, axis=1)
+    rt60 = 3 * (t25 - t5) / SR
+    assert _uniform_fits(drr, 0.0, 10.0) and _uniform_fits(rt60, 0.1, 0.5)
 
 
 def test_statistics_spec_masks():
