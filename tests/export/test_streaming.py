@@ -24,6 +24,12 @@ STREAMABLE = [n for n in list_models() if get_entry(n).streamable]
 STREAM_GRAPHS = [n for n in STREAMABLE if not n.endswith("_plain") and n != "matchboxnet_wake"]
 
 
+def _per_model(names):
+    """Each model's tests on one pytest-xdist worker (--dist loadgroup), so `prepared` trains it once, not once per
+    worker (BC-ResNet: 15 s)."""
+    return [pytest.param(name, marks=pytest.mark.xdist_group(f"stream_{name}")) for name in names]
+
+
 def _shape(name: str) -> tuple[int, int]:
     return tuple(getattr(get_entry(name).config, "default_input_shape", None) or (49, 10))
 
@@ -91,7 +97,7 @@ def windows_ending_at(features: np.ndarray, ends, window: int) -> np.ndarray:
     return np.stack([features[e - window + 1:e + 1] for e in ends])
 
 
-@pytest.mark.parametrize("name", STREAM_GRAPHS)
+@pytest.mark.parametrize("name", _per_model(STREAM_GRAPHS))
 def test_external_state_stream_equals_the_model_on_every_window(name):
     model = prepared(name)
     spec = streaming_spec(model)
@@ -123,7 +129,7 @@ def test_external_state_stream_equals_the_model_on_every_window(name):
     np.testing.assert_array_equal(first, again)
 
 
-@pytest.mark.parametrize("name", STREAM_GRAPHS)
+@pytest.mark.parametrize("name", _per_model(STREAM_GRAPHS))
 def test_int8_streaming_on_tflm_agrees_with_the_int8_model(name):
     """Both state forms, int8, frame by frame on the TFLM interpreter vs the int8 whole-window model."""
     model = prepared(name)
