@@ -313,8 +313,8 @@ def spec_augment(features: tf.Tensor, u: tf.Tensor, cfg: AugmentConfig) -> tf.Te
 def augment_batch(x: tf.Tensor, u: tf.Tensor, cfg: AugmentConfig, rooms: tf.Tensor | None,
                   background: Background | None = None, sample_rate: int = SAMPLE_RATE) -> tf.Tensor:
     """All waveform ops on clips [B, samples] with their uniforms u [B, table_width(cfg)] and the reverb's
-    room_spectra (None without reverb). The low-pass comes after
-    the noise because narrowband recordings have no noise above the cutoff either; the gain comes last."""
+    room_spectra (None without reverb). The low-pass comes after the noise because narrowband recordings have no
+    noise above the cutoff either; the gain comes last."""
     x = speed_perturb(x, u, cfg.speed_prob, cfg.speed_range)
     x = time_shift(x, u, int(round(cfg.time_shift_ms * sample_rate / 1000)))
     x = reverb(x, u, rooms, cfg.reverb_prob)
