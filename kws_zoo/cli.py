@@ -12,6 +12,7 @@ import argparse
 import contextlib
 import json
 import os
+import statistics
 import sys
 from pathlib import Path
 
@@ -100,6 +101,9 @@ def _cmd_bench_input(args) -> None:
         print(f"  {key.replace('_', ' '):<17} {result[key + '_clips_per_s']:>8.1f} clips/s")
     print(f"  end to end is {result['end_to_end_of_model_alone']:.0%} of model alone; an epoch with validation "
           f"takes {result['epoch_with_validation_s']:.1f} s")
+    busy = ", ".join(f"{key.replace('_', ' ')} {statistics.median(v):.2f}"
+                     for key, v in result["runs_cores_busy"].items())
+    print(f"  cores busy (median): {busy}")
 
 
 def _make_data_beam(args, words: tuple[str, ...], engines: tuple[str, ...]) -> None:

@@ -22,31 +22,45 @@ from kws_zoo.train import compiled_model, fit_epoch, prepare_data, train_dataset
 WARMUP_BATCHES = 3
 
 
-def _input_alone(recipe: Recipe, data, epoch: int, progress: bool) -> tuple[float, list]:
-    """clips/s of one epoch's dataset iterated on its own (the first batches untimed), and its batches."""
-    batches, clips, start = [], 0, None
+class _Clock:
+    """Wall and process CPU time from its creation: clips/s, and how many cores the run kept busy (CPU seconds of
+    all threads over wall seconds; in this machine's slow spells a run keeps about one of its two cores busy)."""
+
+    def __init__(self):
+        self.wall, self.cpu = time.perf_counter(), time.process_time()
+
+    def rate(self, clips: int) -> tuple[float, float]:
+        """(clips/s, cores busy) since creation."""
+        wall = time.perf_counter() - self.wall
+        return clips / wall, (time.process_time() - self.cpu) / wall
+
+
+def _input_alone(recipe: Recipe, data, epoch: int, progress: bool) -> tuple[float, float, list]:
+    """(clips/s, cores busy) of one epoch's dataset iterated on its own (the first batches untimed), and its
+    batches."""
+    batches, clips, clock = [], 0, None
     for i, (x, y) in enumerate(tqdm(train_dataset(recipe, data, epoch), desc="input alone", unit="batch",
                                     disable=not progress, leave=False)):
         batches.append((x.numpy(), y.numpy()))
         if i + 1 == WARMUP_BATCHES:
-            start = time.perf_counter()
+            clock = _Clock()
         elif i + 1 > WARMUP_BATCHES:
             clips += len(x)
-    if start is None or not clips:
+    if clock is None or not clips:
         raise ValueError(f"{recipe.name}: the training split has fewer than {WARMUP_BATCHES + 1} batches")
-    return clips / (time.perf_counter() - start), batches
+    return *clock.rate(clips), batches
 
 
-def _model_alone(model: keras.Model, recipe: Recipe, data, batches: list, epoch: int) -> tuple[float, float]:
-    """clips/s of training on batches already in memory: (an epoch as `train` runs it, with its per-epoch retrace
-    and fit set-up; the steps alone, already traced)."""
+def _model_alone(model: keras.Model, recipe: Recipe, data, batches: list, epoch: int) -> tuple[float, float, float]:
+    """Training on batches already in memory: (clips/s and cores busy of an epoch as `train` runs it, with its
+    per-epoch retrace and fit set-up; clips/s of the steps alone, already traced)."""
     cached = _in_memory(batches)
-    start = time.perf_counter()
+    clock = _Clock()
     fit_epoch(model, recipe, data, epoch, dataset=cached)
-    epoch_rate = _clips(batches) / (time.perf_counter() - start)
-    start = time.perf_counter()
+    epoch_rate, cores = clock.rate(_clips(batches))
+    clock = _Clock()
     model.fit(cached, verbose=0)  # the step traced by the epoch above: steps alone
-    return epoch_rate, _clips(batches) / (time.perf_counter() - start)
+    return epoch_rate, cores, clock.rate(_clips(batches))[0]
 
 
 def _in_memory(batches: list) -> tf.data.Dataset:
@@ -90,19 +104,24 @@ def bench_input(recipe: Recipe, *, repeats: int = 3, progress: bool = True) -> d
     the ratio of end to end to model alone."""
     data = prepare_data(recipe, progress)
     rates = {key: [] for key in ("input_alone", "model_alone", "model_steps_alone", "end_to_end")}
+    cores = {key: [] for key in ("input_alone", "model_alone", "end_to_end")}
     clips = len(data.targets["train"])
     model = None
     for r in range(repeats):
-        rate, batches = _input_alone(recipe, data, 1 + r, progress)
+        rate, busy, batches = _input_alone(recipe, data, 1 + r, progress)
         rates["input_alone"].append(rate)
+        cores["input_alone"].append(busy)
         if model is None:
             model = _model_for(recipe, data, batches)
-        model_rate, steps_rate = _model_alone(model, recipe, data, batches, 10 + r)
+        model_rate, busy, steps_rate = _model_alone(model, recipe, data, batches, 10 + r)
         rates["model_alone"].append(model_rate)
+        cores["model_alone"].append(busy)
         rates["model_steps_alone"].append(steps_rate)
-        start = time.perf_counter()
+        clock = _Clock()
         fit_epoch(model, recipe, data, 20 + r)
-        rates["end_to_end"].append(clips / (time.perf_counter() - start))
+        rate, busy = clock.rate(clips)
+        rates["end_to_end"].append(rate)
+        cores["end_to_end"].append(busy)
     start = time.perf_counter()
     fit_epoch(model, recipe, data, 30, validation_dataset(recipe, data))
     epoch_s = time.perf_counter() - start
@@ -111,6 +130,7 @@ def bench_input(recipe: Recipe, *, repeats: int = 3, progress: bool = True) -> d
             **{f"{key}_clips_per_s": round(median[key], 1) for key in rates},
             "end_to_end_of_model_alone": round(median["end_to_end"] / median["model_alone"], 3),
             "runs_clips_per_s": {key: [round(v, 1) for v in values] for key, values in rates.items()},
+            "runs_cores_busy": {key: [round(v, 2) for v in values] for key, values in cores.items()},
             "epoch_with_validation_s": round(epoch_s, 2)}
 
 

@@ -28,6 +28,8 @@ def test_figures_are_medians_of_interleaved_runs(recipe, capsys):
         runs = out["runs_clips_per_s"][key]
         assert len(runs) == 2 and min(runs) > 0
         assert out[f"{key}_clips_per_s"] == pytest.approx(np.median(runs), abs=0.1)
+    assert set(out["runs_cores_busy"]) == {"input_alone", "model_alone", "end_to_end"}
+    assert all(len(v) == 2 and min(v) > 0 for v in out["runs_cores_busy"].values())
     ratio = out["end_to_end_clips_per_s"] / out["model_alone_clips_per_s"]
     assert out["end_to_end_of_model_alone"] == pytest.approx(ratio, abs=2e-3) and out["epoch_with_validation_s"] > 0
 
