@@ -1,5 +1,6 @@
-"""`kws-zoo bench-input` on a tiny tone-corpus recipe: every figure is the median of its listed runs, the ratio is
-end to end over model alone, `--ablate` lists every variant, and a bad --repeats is a one-line error."""
+"""`kws-zoo bench-input` on a tiny tone-corpus recipe: every figure is the median of its listed runs, each run says
+how many cores it kept busy, the ratio is end to end over model alone, `--ablate` lists every variant, and a bad
+--repeats is a one-line error."""
 import json
 
 import numpy as np
