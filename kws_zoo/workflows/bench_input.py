@@ -16,6 +16,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from kws_zoo.core.compat import keras, tf
+from kws_zoo.data.pipeline import fixed_parallelism
 from kws_zoo.recipe import Recipe
 from kws_zoo.train import compiled_model, fit_epoch, prepare_data, train_dataset, validation_dataset
 
@@ -66,7 +67,7 @@ def _model_alone(model: keras.Model, recipe: Recipe, data, batches: list, epoch:
 def _in_memory(batches: list) -> tf.data.Dataset:
     feats = np.concatenate([x for x, _ in batches])
     labels = np.concatenate([y for _, y in batches])
-    cached = tf.data.Dataset.from_tensor_slices((feats, labels)).batch(len(batches[0][0])).cache()
+    cached = fixed_parallelism(tf.data.Dataset.from_tensor_slices((feats, labels)).batch(len(batches[0][0])).cache())
     for _ in cached:  # fills the cache: the timed passes read memory only
         pass
     return cached

@@ -109,6 +109,15 @@ def test_shapes_and_dtypes(kind, shape):
     assert sizes == [5, 5, 2]
 
 
+@pytest.mark.parametrize("training,mixup", [(True, 0.0), (True, 0.4), (False, 0.0)])
+def test_datasets_run_without_autotuning_and_one_thread_per_op(training, mixup):
+    # An autotuned iterator stalls for seconds when it is deleted (pipeline.fixed_parallelism): every epoch makes one.
+    ds = make_dataset(WAVES, LABELS, frontend_cfg=FrontendConfig(), batch_size=4, training=training,
+                      augment=AugmentConfig(mixup_alpha=mixup) if training else None, num_classes=12)
+    options = ds.options()
+    assert options.autotune.enabled is False and options.threading.max_intra_op_parallelism == 1
+
+
 def test_evaluation_order_and_features_for():
     cfg = FrontendConfig()
     feats, labels = batches(make_dataset(WAVES, LABELS, frontend_cfg=cfg, batch_size=4, training=False))
