@@ -150,9 +150,8 @@ def fixed_parallelism(ds: tf.data.Dataset) -> tf.data.Dataset:
     """`ds` with tf.data's autotuning off and each of its ops on one thread. Its parallelism is fixed here anyway
     (whole batches in flight), and deleting an autotuned iterator stalls, idle, for up to a few seconds in about half
     the epochs (measured: 1.6-2.5 s after the last step of a 4-s epoch, Keras `fit` returning late; never with
-    autotuning off), and every epoch and validation pass makes one. One thread per op: the batches in flight keep
-    the cores busy without splitting each op (input alone 12% faster here), and sums do not depend on the core
-    count."""
+    autotuning off), and every epoch and validation pass makes one. One thread per op: the batches in flight already
+    keep the cores busy."""
     options = tf.data.Options()
     options.autotune.enabled = False
     options.threading.max_intra_op_parallelism = 1
