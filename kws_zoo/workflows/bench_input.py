@@ -25,7 +25,7 @@ WARMUP_BATCHES = 3
 
 class _Clock:
     """Wall and process CPU time from its creation: clips/s, and how many cores the run kept busy (CPU seconds of
-    all threads over wall seconds; in this machine's slow spells a run keeps about one of its two cores busy)."""
+    all threads over wall seconds: a run that idles, such as an epoch whose iterator stalls, shows as one)."""
 
     def __init__(self):
         self.wall, self.cpu = time.perf_counter(), time.process_time()
