@@ -49,11 +49,11 @@ def main() -> None:
     for epoch in range(args.epochs):
         for kind in results:
             training.make_dataset = _autotuned(fixed) if kind == "autotuned" else fixed
-            marks, start, cpu = _Marks(), time.perf_counter(), time.process_time()
+            marks, clock = _Marks(), bench_input._Clock()
             training.fit_epoch(model, recipe, data, 40 + epoch, callbacks=[marks])
-            wall = time.perf_counter() - start
-            results[kind].append((clips / wall, (time.process_time() - cpu) / wall, start + wall - marks.end))
-            print(f"{kind:9s} epoch {epoch}: {clips / wall:6.0f} clips/s, {results[kind][-1][1]:.2f} cores busy, "
+            rate, busy = clock.rate(clips)
+            results[kind].append((rate, busy, time.perf_counter() - marks.end))
+            print(f"{kind:9s} epoch {epoch}: {rate:6.0f} clips/s, {busy:.2f} cores busy, "
                   f"fit returned {1000 * results[kind][-1][2]:5.0f} ms after its last callback", flush=True)
     training.make_dataset = fixed
     for kind, rows in results.items():

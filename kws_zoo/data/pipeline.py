@@ -149,7 +149,7 @@ PREFETCH_BATCHES = 16
 def fixed_parallelism(ds: tf.data.Dataset) -> tf.data.Dataset:
     """`ds` with tf.data's autotuning off and each of its ops on one thread. Its parallelism is fixed here anyway
     (whole batches in flight), and deleting an autotuned iterator stalls, idle, for up to a few seconds in about half
-    the epochs (measured: 1.6-2.5 s after the last step of a 4-s epoch, Keras `fit` returning late; never with
+    the epochs (measured: 1.6-2.5 s after the last step of a 4.5-s epoch, Keras `fit` returning late; never with
     autotuning off), and every epoch and validation pass makes one. One thread per op: the batches in flight already
     keep the cores busy."""
     options = tf.data.Options()
