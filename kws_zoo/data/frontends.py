@@ -79,6 +79,12 @@ class FrontendConfig:
     def fft_length(self) -> int:
         return 1 << (self.window_samples - 1).bit_length()
 
+    @property
+    def band_limit_hz(self) -> float | None:
+        """The highest frequency the features use (the top mel filter's upper edge), or None when every frequency
+        counts (raw, micro: computed outside this module, speech_embedding)."""
+        return self.fmax if self.kind in ("log_mel", "mfcc") else None
+
     def output_shape(self, clip_samples: int) -> tuple[int, ...]:
         """Shape of one clip's features: (frames, bins), or (samples,) for raw."""
         if self.kind == "raw":

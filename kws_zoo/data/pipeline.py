@@ -255,10 +255,11 @@ def _epoch_rooms(waveforms: np.ndarray, augment: AugmentConfig | None, seed: int
 
 
 def _clip_function(waveforms: np.ndarray, background: np.ndarray | None, augment: AugmentConfig | None, seed: int,
-                   sample_rate: int):
+                   sample_rate: int, band_limit_hz: float | None = None):
     """A tf.function (indices [B], their uniforms [B, K], the epoch's rooms) -> those clips [B, samples] as
     make_dataset's frontend receives them: silence filled with background noise, then augmented when `augment` is
-    given."""
+    given. band_limit_hz: the frontend's (FrontendConfig.band_limit_hz): low-passes that would not change its
+    features are skipped."""
     waveforms = np.asarray(waveforms, np.float32)
     clip = waveforms.shape[1]
     if background is not None:
@@ -282,18 +283,20 @@ def _clip_function(waveforms: np.ndarray, background: np.ndarray | None, augment
             if bg is not None:
                 x = fill_silence(x, u, bg, cfg.silence_dbfs, tf.gather(silent, indices))
             if augment is not None:
-                x = augment_batch(x, u, augment, rooms if augment.reverb_prob > 0 else None, bg, sample_rate)
+                x = augment_batch(x, u, augment, rooms if augment.reverb_prob > 0 else None, bg, sample_rate,
+                                  band_limit_hz)
             return x
         return clips
     arrays = [waveforms] if background is None else [waveforms, background]
-    return _kept(arrays, ("clips", augment, seed, sample_rate), make), arrays
+    return _kept(arrays, ("clips", augment, seed, sample_rate, band_limit_hz), make), arrays
 
 
 def _feature_function(waveforms: np.ndarray, background: np.ndarray | None, augment: AugmentConfig | None,
                       seed: int, frontend_cfg: FrontendConfig):
     """_clip_function's clips through the frontend, then SpecAugment when augmenting: (indices, uniforms, rooms) ->
     features [B, ...]."""
-    clips, arrays = _clip_function(waveforms, background, augment, seed, frontend_cfg.sample_rate)
+    clips, arrays = _clip_function(waveforms, background, augment, seed, frontend_cfg.sample_rate,
+                                   frontend_cfg.band_limit_hz)
 
     def make():
         frontend = make_frontend(frontend_cfg)

@@ -74,6 +74,28 @@ def test_augmentations_do_what_they_say():
     assert np.isclose(np.sqrt(np.mean(wet ** 2)), np.sqrt(np.mean(X ** 2)), rtol=1e-3)  # level kept
 
 
+@pytest.mark.parametrize("kind", ["mfcc", "log_mel"])
+def test_lowpass_skips_only_what_the_features_do_not_see(kind):
+    """With the frontend's band limit, clips whose low-pass would change nothing the frontend uses are left as they
+    are (so their features are those of the filtered clip up to float rounding); the others are filtered alike."""
+    from kws_zoo.data.frontends import make_frontend
+
+    frontend_cfg = FrontendConfig(kind=kind, fmax=4000.0)
+    white = tf.constant(0.1 * np.random.default_rng(5).standard_normal((64, SR)).astype(np.float32))
+    u = draws(11, 64)
+    cutoffs = (3400.0, 8000.0)
+    full = aug.lowpass(white, u, 1.0, cutoffs).numpy()
+    limited = aug.lowpass(white, u, 1.0, cutoffs, band_limit_hz=frontend_cfg.band_limit_hz).numpy()
+    cutoff = cutoffs[0] + u.numpy()[:, aug.COLUMNS.index("cutoff")] * (cutoffs[1] - cutoffs[0])
+    skipped = cutoff >= 4000.0 + aug.LOWPASS_LEAKAGE_HZ + 125.0
+    assert 10 < skipped.sum() < 60
+    assert np.array_equal(limited[skipped], white.numpy()[skipped])
+    assert np.array_equal(limited[~skipped], full[~skipped])
+    frontend = make_frontend(frontend_cfg)
+    np.testing.assert_allclose(frontend(limited).numpy(), frontend(full).numpy(), atol=1e-4)
+    assert FrontendConfig(kind="raw").band_limit_hz is None
+
+
 def test_fill_silence_only_touches_silent_clips():
     x = tf.constant(np.stack([np.zeros(SR, np.float32), X]))
     filled = aug.fill_silence(x, draws(2, 2), BG, (-40.0, -40.0)).numpy()

@@ -124,11 +124,13 @@ def test_evaluation_order_and_features_for():
     assert np.array_equal(labels, LABELS)
     direct = np.log(np.asarray(_mel(WAVES, cfg)) + cfg.log_floor)
     np.testing.assert_allclose(feats, direct, rtol=1e-5, atol=1e-5)  # no augmentation, no silence fill
-    np.testing.assert_array_equal(features_for(WAVES, cfg, 5), feats)
-    noisy = features_for(WAVES, cfg, 5, background=BACKGROUND, seed=3)
+    # Across batch sizes equal up to float rounding only: the filterbank's matrix product sums in an order that
+    # depends on the number of rows on some processors (AMD EPYC: 42 of 47,040 values differ by 1 ulp).
+    np.testing.assert_allclose(features_for(WAVES, cfg, 5), feats, rtol=1e-6, atol=1e-6)
+    noisy = features_for(WAVES, cfg, 4, background=BACKGROUND, seed=3)
     np.testing.assert_array_equal(noisy[:10], feats[:10])  # speech untouched
     assert not np.array_equal(noisy[10], feats[10]) and not np.array_equal(noisy[10], noisy[11])
-    np.testing.assert_array_equal(features_for(WAVES, cfg, 7, background=BACKGROUND, seed=3), noisy)
+    np.testing.assert_allclose(features_for(WAVES, cfg, 7, background=BACKGROUND, seed=3), noisy, rtol=1e-6, atol=1e-6)
 
 
 def _mel(waves, cfg):

@@ -104,7 +104,9 @@ class AugmentedCopies:
 
 class WithFeatures:
     """(key, wav) -> (key, wav, features of the clip as stored, 16-bit); background files get none. One clip at a
-    time in a graph, as make_dataset computes them, so the values do not depend on how clips are batched."""
+    time in a graph, so the values do not depend on how the runner groups or spreads clips; make_dataset's batched
+    features equal them up to float rounding (the filterbank's matrix product sums in an order that depends on the
+    number of rows on some processors)."""
 
     def __init__(self, cfg: FrontendConfig):
         self.cfg = cfg

@@ -100,7 +100,8 @@ def test_features_equal_the_training_pipelines(beam1):
     keys = sorted(stored)
     expected = features_for(np.stack([read_wav_bytes(wavs[k], k) for k in keys]), FrontendConfig())
     assert np.stack([stored[k] for k in keys]).shape == expected.shape == (len(keys), 98, 40)
-    np.testing.assert_array_equal(np.stack([stored[k] for k in keys]), expected)
+    # up to float rounding: the filterbank's product sums in a batch-size-dependent order on some processors
+    np.testing.assert_allclose(np.stack([stored[k] for k in keys]), expected, rtol=1e-6, atol=1e-6)
 
 
 def test_augmented_copies_of_training_clips(beam1, reference):
