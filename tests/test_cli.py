@@ -7,7 +7,7 @@ import pytest
 import soundfile as sf
 
 from kws_zoo.cli import main
-from kws_zoo.device.runtime import TflmModel
+from kws_zoo.device.runtime import LiteRtModel, TflmModel
 
 from helpers import TONE_WORDS
 from helpers import run_cli as kws
@@ -30,9 +30,16 @@ def test_export_writes_a_verified_deployable_model(run):
     acc = card["accuracy"]
     assert card["test_examples"] >= 100
     # The same .tflite on two runtimes, compared per example: LiteRT's XNNPACK kernels round differently from
-    # TFLM's on some CPUs, by a few LSB, which may flip a near tie (an accuracy difference on ~140 clips is not
-    # a stable measure) but never a clear answer.
-    assert card["tflm_litert_max_lsb_diff"] <= 3 and card["tflm_litert_top1_agreement"] >= 0.95
+    # TFLM's on some CPUs, by a few LSB that compound over the layers (max 3 on Intel, 4 on AMD EPYC), which may
+    # flip a near tie (an accuracy difference on ~140 clips is not a stable measure) but never a clear answer.
+    assert card["tflm_litert_max_lsb_diff"] <= 6 and card["tflm_litert_top1_agreement"] >= 0.95
+    # A real kernel mismatch shows against LiteRT's reference kernels, which round as TFLM's do (1 LSB at most:
+    # per-channel FULLY_CONNECTED ties), on any CPU.
+    model = (export / card["files"]["tflite_int8"]).read_bytes()
+    tflm = TflmModel(model)
+    x = np.random.default_rng(0).integers(-128, 128, (50, *tflm.input_shape[1:]), dtype=np.int8)
+    reference = LiteRtModel(model, resolver="reference").predict(x).astype(np.int32)
+    assert np.abs(tflm.predict(x).astype(np.int32) - reference).max() <= 1
     assert acc["tflm_int8"] > 0.8 and card["arena_bytes"] > 0 and card["flash_bytes"] > 1000
     assert card["input"]["dtype"] == "int8" and card["labels"] == sorted(TONE_WORDS)
     assert "FULLY_CONNECTED" in card["ops"]
