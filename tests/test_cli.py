@@ -30,8 +30,9 @@ def test_export_writes_a_verified_deployable_model(run):
     acc = card["accuracy"]
     assert card["test_examples"] >= 100
     # The same .tflite on two runtimes, compared per example: LiteRT's XNNPACK kernels round differently from
-    # TFLM's on some CPUs, by a few LSB that compound over the layers (4 on this test's model on one AMD EPYC), which may
-    # flip a near tie (an accuracy difference on ~140 clips is not a stable measure) but never a clear answer.
+    # TFLM's on some CPUs, by a few LSB that compound over the layers (4 on this test's model on one AMD EPYC),
+    # which may flip a near tie (an accuracy difference on ~140 clips is not a stable measure) but never a clear
+    # answer.
     assert card["tflm_litert_max_lsb_diff"] <= 6 and card["tflm_litert_top1_agreement"] >= 0.95
     # A real kernel mismatch shows against LiteRT's reference kernels, which round as TFLM's do (1 LSB at most:
     # per-channel FULLY_CONNECTED ties), on any CPU.
