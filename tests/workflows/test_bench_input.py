@@ -31,8 +31,12 @@ def test_figures_are_medians_of_interleaved_runs(recipe, capsys):
         assert out[f"{key}_clips_per_s"] == pytest.approx(np.median(runs), abs=0.1)
     assert set(out["runs_cores_busy"]) == {"input_alone", "model_alone", "end_to_end"}
     assert all(len(v) == 2 and min(v) > 0 for v in out["runs_cores_busy"].values())
-    ratio = out["end_to_end_clips_per_s"] / out["model_alone_clips_per_s"]
-    assert out["end_to_end_of_model_alone"] == pytest.approx(ratio, abs=2e-3) and out["epoch_with_validation_s"] > 0
+    # The ratio is of the unrounded medians; the printed figures are rounded to 0.1 clips/s, which on this tiny
+    # recipe's tens of clips/s moves their ratio by up to a few tenths of a percent.
+    e2e, model = out["end_to_end_clips_per_s"], out["model_alone_clips_per_s"]
+    rounding = e2e / model * (0.05 / e2e + 0.05 / model) + 5e-4
+    assert out["end_to_end_of_model_alone"] == pytest.approx(e2e / model, abs=rounding)
+    assert out["epoch_with_validation_s"] > 0
 
 
 def test_ablation_times_every_variant(recipe, capsys):
